@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one call, on a machine whose python3 already has a CUDA torch and CuPy
+# (the lent GPU machines do; nothing is installed): the CUDA tests (kernels against the torch path, moments,
+# dispatch), the sampler tests on that machine, then the GPU benchmark.
+#   usage: bash tools/gpu_check.sh [OUT_DIR]    (default benchmarks/results; logs and JSON are written there)
+set -uo pipefail
+out=${1:-benchmarks/results}
+mkdir -p "$out"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+python3 - <<'PY' | tee "$out/gpu_env.txt"
+import datetime, torch
+print('date', datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+try:
+    import cupy; print('cupy', cupy.__version__)
+except Exception as e: print('cupy missing:', e)
+from torchebm_nb.cuda import kernels_available; print('kernels_available', kernels_available('cuda'))
+PY
+python3 -m pytest -q -p no:cacheprovider -m cuda tests/cuda 2>&1 | tee "$out/gpu_tests.log"
+tests_rc=${PIPESTATUS[0]}
+python3 -m pytest -q -p no:cacheprovider -x tests/cuda tests/samplers 2>&1 | tail -5 | tee -a "$out/gpu_tests.log"
+python3 benchmarks/bench_cuda.py --repeats 7 --out "$out/gpu_kernels.json"
+exit $tests_rc
