@@ -214,7 +214,7 @@ def spy(monkeypatch, module, name):
 
 def test_langevin_sampler_whole_chain_path(emu, monkeypatch):
     import torchebm_nb.samplers.langevin_dynamics as ld
-    calls = spy(monkeypatch, ld, 'langevin_chain_')
+    calls = spy(monkeypatch, ld.WholeChainLangevin, '__call__')
     model = energies()['double_well']
     x0, n_steps = start(64, 4), 40
     sched = CosineScheduler(1.0, 0.3, n_steps)
@@ -229,7 +229,7 @@ def test_langevin_sampler_whole_chain_path(emu, monkeypatch):
 
 def test_langevin_sampler_trajectory_and_diagnostics(emu, monkeypatch):
     import torchebm_nb.samplers.langevin_dynamics as ld
-    calls = spy(monkeypatch, ld, 'langevin_chain_')
+    calls = spy(monkeypatch, ld.WholeChainLangevin, '__call__')
     model = energies()['rastrigin']
     x0 = start(32, 4)
     sampler = LangevinDynamics(model, step_size=0.002)
@@ -246,7 +246,7 @@ def test_langevin_sampler_trajectory_and_diagnostics(emu, monkeypatch):
 
 def test_langevin_sampler_fused_path_any_model(emu, monkeypatch):
     import torchebm_nb.samplers.langevin_dynamics as ld
-    calls = spy(monkeypatch, ld, 'langevin_update_')
+    calls = spy(monkeypatch, ld.FusedLangevinUpdate, '__call__')
 
     class Wrapped(BaseModel):                           # autograd energy: not an analytic class
         def __init__(self):
@@ -265,7 +265,7 @@ def test_langevin_sampler_fused_path_any_model(emu, monkeypatch):
 
 def test_langevin_sampler_torch_path_when_asked_or_unsupported(emu, monkeypatch):
     import torchebm_nb.samplers.langevin_dynamics as ld
-    chain, fused = spy(monkeypatch, ld, 'langevin_chain_'), spy(monkeypatch, ld, 'langevin_update_')
+    chain, fused = spy(monkeypatch, ld.WholeChainLangevin, '__call__'), spy(monkeypatch, ld.FusedLangevinUpdate, '__call__')
     model = DoubleWellModel()
     with use_backend(emu):
         off = LangevinDynamics(model, step_size=0.01); off.use_cuda_kernels = False
@@ -286,7 +286,7 @@ def test_langevin_sampler_kernel_path_reports_divergence(emu):
 
 def test_hmc_sampler_whole_chain_path(emu, monkeypatch):
     import torchebm_nb.samplers.hmc as hm
-    calls = spy(monkeypatch, hm, 'hmc_chain_')
+    calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
     model = energies(3)['gaussian_full']
     x0, n_iter = start(24, 3), 15
     sampler = HamiltonianMonteCarlo(model, step_size=0.2, n_leapfrog_steps=4, mass=torch.tensor([1.0, 2.0, 0.5]))
@@ -357,3 +357,22 @@ def test_emulator_refuses_untyped_arguments(emu):
     fn = emu.function(kernels.kernel_source(None), 'tebm_langevin_update')
     with pytest.raises(TypeError, match='NumPy scalars'):
         emu.launch(fn, (1,), (1,), (np.uint64(0), 3))
+
+
+def test_hmc_zero_iterations_only_evaluates_the_energy(emu):
+    model = energies()['rosenbrock']
+    x = start(6, 4)
+    before = x.clone()
+    nxt, energy, accepted = hmc_chain_(x, model, [], 3, seed=0, counter=5, backend=emu)
+    assert nxt == 5 and torch.equal(x, before) and not accepted.any()
+    torch.testing.assert_close(energy, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_whole_chain_objects_validate_spans(emu):
+    from torchebm_nb.cuda.kernels import WholeChainLangevin
+    x = start(4, 2)
+    chain = WholeChainLangevin(x, DoubleWellModel(), seed=0, backend=emu)
+    arrays = chain.step_arrays([0.01] * 5, [0.1] * 5)
+    with pytest.raises(ValueError, match='start ≤ stop'): chain(arrays, 0, 3, 2)
+    with pytest.raises(ValueError, match='same length'): chain.step_arrays([0.01] * 5, [0.1] * 4)
+    assert chain(arrays, 0, 0, 5) == 5 * philox_counters(8)

@@ -82,7 +82,7 @@ def test_samplers_use_kernels_by_default(monkeypatch):
     import torchebm_nb.samplers.hmc as hm
     import torchebm_nb.samplers.langevin_dynamics as ld
     calls = {'chain': 0, 'fused': 0, 'hmc': 0}
-    for mod, name, key in ((ld, 'langevin_chain_', 'chain'), (ld, 'langevin_update_', 'fused'), (hm, 'hmc_chain_', 'hmc')):
+    for mod, name, key in ((ld.WholeChainLangevin, '__call__', 'chain'), (ld.FusedLangevinUpdate, '__call__', 'fused'), (hm.WholeChainHMC, '__call__', 'hmc')):
         real = getattr(mod, name)
         def wrapper(*a, _real=real, _key=key, **k):
             calls[_key] += 1; return _real(*a, **k)
