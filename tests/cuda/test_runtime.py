@@ -1,5 +1,6 @@
 """CPU tests of torchebm_nb.cuda.runtime: detection never raises, the off switch, caching, error messages."""
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -109,6 +110,25 @@ def test_current_stream_without_cupy(monkeypatch):
     def failing(name): raise ImportError('no cupy')
     monkeypatch.setattr(runtime, '_importer', failing)
     with pytest.raises(RuntimeError, match='CuPy is not installed'): runtime.current_stream()
+
+
+
+def test_current_stream_uses_the_stream_protocol(monkeypatch):
+    "CuPy ≥ 14 wraps foreign streams through __cuda_stream__; torch streams without it get a handle that has it."
+    class FakeStream:
+        def __init__(self, ptr): self.cuda_stream, self.device = ptr, torch.device('cuda', 0)
+    class FakeCupyStream:
+        @classmethod
+        def from_external(cls, obj): return ('wrapped', obj.__cuda_stream__())
+    fake_cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(Stream=FakeCupyStream))
+    monkeypatch.setattr(runtime, '_importer', lambda name: fake_cupy)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_stream', lambda device=None: FakeStream(1234))
+    assert runtime.current_stream() == ('wrapped', (0, 1234))
+    with_protocol = FakeStream(99)
+    with_protocol.__cuda_stream__ = lambda: (0, 99)
+    monkeypatch.setattr(torch.cuda, 'current_stream', lambda device=None: with_protocol)
+    assert runtime.current_stream() == ('wrapped', (0, 99))
 
 
 @pytest.mark.cuda
