@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one call, on a machine whose python3 already has a CUDA torch and CuPy
 # (the lent GPU machines do; nothing is installed): the CUDA tests (kernels against the torch path, moments,
-# dispatch), the sampler tests on that machine, then the GPU benchmark.
+# dispatch), the sampler tests on that machine, the notebooks' `#| cuda` cells when nbdev's wheels were carried in .whl/
+# (tools/gpu_wheels.sh), then the GPU benchmark.
 #   usage: bash tools/gpu_check.sh [OUT_DIR]    (default benchmarks/results; logs and JSON are written there)
 set -uo pipefail
 out=${1:-benchmarks/results}
@@ -19,5 +20,10 @@ PY
 python3 -m pytest -q -p no:cacheprovider -m cuda tests/cuda 2>&1 | tee "$out/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 python3 -m pytest -q -p no:cacheprovider -x tests/cuda tests/samplers 2>&1 | tail -5 | tee -a "$out/gpu_tests.log"
+if [ -d .whl ]; then   # nbdev and friends, carried (tools/gpu_wheels.sh): run the notebooks' `#| cuda` cells too
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && PYTHONPATH=$PYTHONPATH:/tmp/site NBDEV_TEST_FLAGS=cuda python3 -m pytest -q -p no:cacheprovider \
+       tests/test_notebooks.py -k "60_cuda or 20_samplers" 2>&1 | tail -15 | tee -a "$out/gpu_tests.log"
+fi
 python3 benchmarks/bench_cuda.py --repeats 7 --out "$out/gpu_kernels.json"
 exit $tests_rc
