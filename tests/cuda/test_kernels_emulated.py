@@ -376,3 +376,33 @@ def test_whole_chain_objects_validate_spans(emu):
     with pytest.raises(ValueError, match='start ≤ stop'): chain(arrays, 0, 3, 2)
     with pytest.raises(ValueError, match='same length'): chain.step_arrays([0.01] * 5, [0.1] * 4)
     assert chain(arrays, 0, 0, 5) == 5 * philox_counters(8)
+
+
+class FailingBackend:
+    "A backend whose compiler fails, as NVRTC might on a machine with a broken install."
+    device_type = 'cpu'
+    def function(self, source, name, device=None): raise RuntimeError('NVRTC_ERROR_COMPILATION (simulated)')
+    def launch(self, *args): raise AssertionError('never reached')
+
+
+@pytest.mark.parametrize('make', [
+    lambda: LangevinDynamics(DoubleWellModel(), step_size=0.01),                    # whole-chain path
+    lambda: LangevinDynamics(_Wrapped(), step_size=0.01),                           # fused path
+    lambda: HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1, n_leapfrog_steps=3),
+])
+def test_samplers_fall_back_to_torch_when_a_kernel_fails(make):
+    from torchebm_nb.core.base_module import _WARNED_ONCE
+    _WARNED_ONCE.difference_update({k for k in _WARNED_ONCE if k.startswith('torchebm_nb.cuda.fallback')})
+    sampler = make()
+    with use_backend(FailingBackend()), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        out = sampler.sample(dim=3, n_samples=16, n_steps=5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (16, 3) and torch.isfinite(out).all()
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert any('could not be compiled or loaded' in m and 'simulated' in m for m in messages), messages
+
+
+class _Wrapped(BaseModel):
+    def __init__(self):
+        super().__init__(); self.inner = HarmonicModel()
+    def forward(self, x): return self.inner(x)
