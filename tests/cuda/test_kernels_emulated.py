@@ -406,3 +406,39 @@ class _Wrapped(BaseModel):
     def __init__(self):
         super().__init__(); self.inner = HarmonicModel()
     def forward(self, x): return self.inner(x)
+
+
+def test_hmc_reports_chains_that_start_non_finite(emu):
+    x = start(8, 3)
+    x[2, 1] = float('nan'); x[5, 0] = float('inf')
+    first_bad = torch.full((8,), 2**31 - 1, dtype=torch.int32)
+    hmc_chain_(x, HarmonicModel(), [0.1] * 4, 3, seed=0, first_bad=first_bad, step0=7, backend=emu)
+    assert first_bad.tolist() == [2**31 - 1] * 2 + [8] + [2**31 - 1] * 2 + [8] + [2**31 - 1] * 2
+    with use_backend(emu), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1).sample(x.clone(), n_steps=3)
+    assert any('2 of 8 chains became non-finite' in str(w.message) for w in caught)
+
+
+def test_hmc_max_force_must_be_a_float32_number(emu):
+    with pytest.raises(ValueError, match='max_force'):
+        hmc_chain_(start(4, 2), HarmonicModel(), [0.1], 2, seed=0, max_force=float('inf'), backend=emu)
+
+
+def test_use_backend_none_also_stops_direct_launches(emu):
+    with use_backend(None):
+        with pytest.raises(RuntimeError, match='switched off inside use_backend'):
+            langevin_update_(torch.zeros(4), torch.zeros(4), 0.1, 0.1, 0)
+        langevin_update_(torch.zeros(4), torch.zeros(4), 0.1, 0.1, 0, backend=emu)   # an explicit backend still runs
+
+
+def test_each_module_holds_only_its_kernel(emu):
+    src = kernels.kernel_source('harmonic', 3, False, 'tebm_hmc_chain')
+    emu.function(src, 'tebm_hmc_chain')
+    with pytest.raises(ValueError, match="no extern \"C\" kernel named 'tebm_langevin_chain'"):
+        emu.function(src, 'tebm_langevin_chain')
+
+
+def test_plans_live_on_the_chains_device():
+    plan = analytic_energy_plan(DoubleWellModel(), 3, device='meta')
+    assert plan.params.device.type == 'meta'

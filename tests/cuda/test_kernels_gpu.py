@@ -76,8 +76,10 @@ def test_hmc_chain_matches_torch_sampler(name, mass):
         x0, n_steps=n_iter, return_diagnostics=True)
     x = x0.clone()
     _, energy, accepted = hmc_chain_(x, model, [h] * n_iter, 5, seed=0, mass=m, noise=momenta, uniforms=uniforms)
-    torch.testing.assert_close(x, ref, rtol=1e-4, atol=1e-4)
-    assert abs(accepted.float().mean().item() - diag['acceptance_rate'][-1].item()) <= 2 / B   # a borderline test may flip
+    # a Metropolis test within rounding of its threshold may go the other way: allow 1 % of chains to differ
+    agree = ((x - ref).abs() <= 1e-4 + 1e-4 * ref.abs()).all(1)
+    assert agree.float().mean().item() >= 0.99
+    assert abs(accepted.float().mean().item() - diag['acceptance_rate'][-1].item()) <= 0.01
 
 
 def test_samplers_use_kernels_by_default(monkeypatch):
@@ -138,10 +140,10 @@ def test_hmc_gaussian_moments():
     n = 100_000
     xs, diag = HamiltonianMonteCarlo(model, step_size=0.15, n_leapfrog_steps=10).sample(
         dim=4, n_samples=n, n_steps=100, return_diagnostics=True, generator=torch.Generator(DEV).manual_seed(2))
-    cov = model.cov
-    se = torch.sqrt(torch.diagonal(cov) / n)
-    assert ((xs.mean(0) - model.mean).abs() < 5 * se).all()
-    torch.testing.assert_close(torch.cov(xs.T), cov, rtol=0.0, atol=0.03)
+    cov, var = model.cov, torch.diagonal(model.cov)
+    assert ((xs.mean(0) - model.mean).abs() < 5 * torch.sqrt(var / n)).all()
+    cov_se = torch.sqrt((var[:, None] * var[None, :] + cov.square()) / n)   # SE of a Gaussian sample covariance
+    assert ((torch.cov(xs.T) - cov).abs() < 5 * cov_se).all()
     assert 0.5 < diag['acceptance_rate'][-20:].mean().item() <= 1.0
 
 

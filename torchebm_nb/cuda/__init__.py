@@ -9,7 +9,7 @@ from .runtime import (get_cupy, kernels_available, disable_kernels, enable_kerne
 from .philox import (philox4x32, uniform_from_bits, philox_normal, philox_counters, PHILOX_CUDA_SOURCE,
                      PHILOX4X32_10_KAT, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1)
 from .emulator import CPUEmulator, find_cxx
-from .kernels import (langevin_update_, FusedLangevinUpdate, langevin_chain_, WholeChainLangevin, hmc_chain_, WholeChainHMC, analytic_energy_plan, EnergyPlan,
+from .kernels import (chain_dim_limit, KERNEL_NAMES, langevin_update_, FusedLangevinUpdate, langevin_chain_, WholeChainLangevin, hmc_chain_, WholeChainHMC, analytic_energy_plan, EnergyPlan,
                       kernel_backend, use_backend, kernel_fallback_warning, kernel_source, CupyBackend, ENERGY_IDS, SEPARABLE_ENERGIES,
                       MAX_CHAIN_DIM, NVRTC_OPTIONS)
 
@@ -18,6 +18,6 @@ __all__ = ['get_cupy', 'kernels_available', 'disable_kernels', 'enable_kernels',
            'philox4x32', 'uniform_from_bits', 'philox_normal', 'philox_counters', 'PHILOX_CUDA_SOURCE',
            'PHILOX4X32_10_KAT', 'PHILOX_M0', 'PHILOX_M1', 'PHILOX_W0', 'PHILOX_W1',
            'CPUEmulator', 'find_cxx',
-           'langevin_update_', 'FusedLangevinUpdate', 'langevin_chain_', 'WholeChainLangevin', 'hmc_chain_', 'WholeChainHMC', 'analytic_energy_plan', 'EnergyPlan',
+           'chain_dim_limit', 'KERNEL_NAMES', 'langevin_update_', 'FusedLangevinUpdate', 'langevin_chain_', 'WholeChainLangevin', 'hmc_chain_', 'WholeChainHMC', 'analytic_energy_plan', 'EnergyPlan',
            'kernel_backend', 'use_backend', 'kernel_fallback_warning', 'kernel_source', 'CupyBackend', 'ENERGY_IDS', 'SEPARABLE_ENERGIES',
            'MAX_CHAIN_DIM', 'NVRTC_OPTIONS']
