@@ -18,11 +18,11 @@ reports medians; GPU work is timed between `torch.cuda.synchronize()` calls.
     python benchmarks/bench_cuda.py [--repeats 5] [--out benchmarks/results/gpu_kernels.json]
     python benchmarks/bench_cuda.py --emulate    # tiny sizes on CPU through CPUEmulator: checks this script, not speed
 """
-import argparse, contextlib, json, math, platform, statistics, sys, time
-from datetime import datetime, timezone
-from pathlib import Path
+import argparse, contextlib, math, statistics, sys, time
 
 import torch
+
+from _report import run_meta, write_report
 
 from torchebm_nb.core import AckleyModel, DoubleWellModel, GaussianModel, HarmonicModel, RastriginModel, RosenbrockModel
 from torchebm_nb.cuda import CPUEmulator, get_cupy, kernels_available, langevin_update_, use_backend
@@ -140,15 +140,12 @@ def main(argv=None):
             if case.get('target'): line += f"  [target ≥ {case['target']:.0f}×]"
             print(line, flush=True)
             results.append(row)
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), torch=torch.__version__,
-                python=platform.python_version(), command=' '.join(sys.argv), emulated=args.emulate,
+    meta = run_meta(emulated=args.emulate,
                 device=torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu (CPUEmulator)',
                 cupy=getattr(get_cupy(), '__version__', None), peak_bytes_per_s=peak)
     if device.type == 'cuda':
         meta.update(cuda=torch.version.cuda, sm_count=torch.cuda.get_device_properties(device).multi_processor_count)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(meta=meta, results=results), indent=2) + '\n')
-    print('written', args.out)
+    write_report(args.out, meta, results)
 
 
 if __name__ == '__main__':

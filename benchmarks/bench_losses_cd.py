@@ -9,12 +9,12 @@ Langevin sampling alone (library sampler vs the reference loop) to show where an
 
     OMP_NUM_THREADS=1 python benchmarks/bench_losses_cd.py [--repeats 7] [--iterations 50] [--out benchmarks/results/cpu_losses_cd.json]
 """
-import argparse, json, math, platform, statistics, sys, time
-from datetime import datetime, timezone
-from pathlib import Path
+import argparse, math, statistics, time
 
 import torch
 from torch import nn
+
+from _report import run_meta, write_report
 
 from torchebm_nb.core import BaseModel
 from torchebm_nb.losses.contrastive_divergence import ContrastiveDivergence
@@ -110,14 +110,9 @@ def main(argv=None):
                    repeats=args.repeats, iterations_per_repeat=args.iterations)
         results.append(row)
         print(f"{name:20s} library {row['library_ms']:7.3f} ms  reference {row['reference_ms']:7.3f} ms  ratio {row['ratio']:.3f}")
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), torch=torch.__version__,
-                python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
-                threads=torch.get_num_threads(), command=' '.join(sys.argv),
-                model='MLP 2→128→128→1 (SiLU)', sampler=f'LangevinDynamics(step_size={STEP_SIZE}, noise_scale=1)',
+    meta = run_meta(model='MLP 2→128→128→1 (SiLU)', sampler=f'LangevinDynamics(step_size={STEP_SIZE}, noise_scale=1)',
                 optimizer='Adam(lr=1e-4)')
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(meta=meta, results=results), indent=2) + '\n')
-    print('written', args.out)
+    write_report(args.out, meta, results)
 
 
 if __name__ == '__main__':

@@ -9,12 +9,12 @@ of `--iters` iterations, `--repeats` times; medians are reported in ms per itera
 
     OMP_NUM_THREADS=1 python benchmarks/bench_losses_dsm.py [--repeats 7] [--iters 200] [--out benchmarks/results/cpu_losses_dsm.json]
 """
-import argparse, copy, json, platform, statistics, sys, time
-from datetime import datetime, timezone
-from pathlib import Path
+import argparse, copy, statistics, time
 
 import torch
 from torch import nn
+
+from _report import run_meta, write_report
 
 from torchebm_nb.datasets import TwoMoonsDataset
 from torchebm_nb.losses.score_matching import DenoisingScoreMatching
@@ -100,12 +100,8 @@ def main(argv=None):
             for i in range(50): library_step(loss_fn, lib_opt, batches[i % 16], lib_gen)
         print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=25))
 
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), torch=torch.__version__,
-                python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
-                threads=torch.get_num_threads(), command=' '.join(sys.argv))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(meta=meta, results=[row]), indent=2) + '\n')
-    print('written', args.out)
+    meta = run_meta()
+    write_report(args.out, meta, [row])
 
 
 if __name__ == '__main__':

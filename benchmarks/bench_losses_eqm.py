@@ -10,12 +10,12 @@ on a loaded machine).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_losses_eqm.py [--repeats 9] [--iters 200] [--out benchmarks/results/cpu_losses_eqm.json]
 """
-import argparse, json, platform, statistics, sys, time
-from datetime import datetime, timezone
-from pathlib import Path
+import argparse, statistics, time
 
 import torch
 from torch import nn
+
+from _report import run_meta, write_report
 
 from torchebm_nb.losses.equilibrium_matching import EquilibriumMatchingLoss
 
@@ -95,12 +95,8 @@ def main(argv=None):
                ratio=med(lib) / med(ref), median_paired_ratio=med([a / b for a, b in zip(lib, ref)]), library_ms_all=[1e3 * v for v in lib], reference_ms_all=[1e3 * v for v in ref])
     print(f"EqM training iteration: library {row['library_ms_per_iter']:.3f} ms, reference {row['reference_ms_per_iter']:.3f} ms, "
           f"ratio {row['ratio']:.3f}, median of paired ratios {row['median_paired_ratio']:.3f} (medians of {args.repeats} interleaved repeats of {args.iters} iterations)")
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), torch=torch.__version__,
-                python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
-                threads=torch.get_num_threads(), command=' '.join(sys.argv))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(meta=meta, results=[row]), indent=2) + '\n')
-    print('written', args.out)
+    meta = run_meta()
+    write_report(args.out, meta, [row])
 
 
 if __name__ == '__main__':

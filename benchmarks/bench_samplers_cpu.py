@@ -7,11 +7,11 @@ The normal RNG is the floor on CPU: its cost (filling the same number of normals
 
     OMP_NUM_THREADS=1 python benchmarks/bench_samplers_cpu.py [--repeats 5] [--out benchmarks/results/cpu_samplers.json]
 """
-import argparse, json, math, platform, statistics, sys, time
-from datetime import datetime, timezone
-from pathlib import Path
+import argparse, math, statistics, time
 
 import torch
+
+from _report import run_meta, write_report
 
 from torchebm_nb.core import DoubleWellModel, GaussianModel
 from torchebm_nb.samplers import HamiltonianMonteCarlo, LangevinDynamics
@@ -119,12 +119,8 @@ def main(argv=None):
         print(f"{row['name']:34s} library {row['library_s']*1e3:9.1f} ms  reference {row['reference_s']*1e3:9.1f} ms  "
               f"ratio {row['ratio']:.2f}  ({row['library_us_per_step']:.1f} vs {row['reference_us_per_step']:.1f} µs/step; "
               f"RNG floor {100*row['rng_fraction_of_library']:.0f}% of library time)")
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), torch=torch.__version__,
-                python=platform.python_version(), machine=platform.machine(), processor=platform.processor(),
-                threads=torch.get_num_threads(), command=' '.join(sys.argv))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(meta=meta, results=results), indent=2) + '\n')
-    print('written', args.out)
+    meta = run_meta()
+    write_report(args.out, meta, results)
 
 
 if __name__ == '__main__':
