@@ -184,13 +184,16 @@ def test_flow_matching_passes_conditioning_and_takes_the_first_of_a_tuple():
     torch.testing.assert_close(loss(x1, y=y, model_kwargs={'scale': 2.0}, x0=x0), (2 * xt - ut).square().mean(), rtol=0, atol=1e-12)
 
 
+class TimeRecorder(nn.Module):
+    "A class-conditional field that records the times it is called at (the conditioning probe's among them)."
+    def __init__(self):
+        super().__init__(); self.shift = nn.Parameter(torch.randn(3, 2)); self.times = []
+    def forward(self, x, t, y=None):
+        self.times.append(t.clone()); return x + self.shift[y]
+
+
 def test_flow_matching_conditioning_probe_runs_at_half_time():
-    class Recorder(nn.Module):
-        def __init__(self):
-            super().__init__(); self.shift = nn.Parameter(torch.randn(3, 2)); self.times = []
-        def forward(self, x, t, y=None):
-            self.times.append(t.clone()); return x + self.shift[y]
-    model = Recorder()
+    model = TimeRecorder()
     FlowMatchingLoss(model)(torch.randn(4, 2), y=torch.tensor([0, 1, 2, 0]), generator=0)
     assert torch.equal(model.times[0], torch.full((1,), 0.5)) and torch.equal(model.times[1], torch.full((1,), 0.5))
 
@@ -432,12 +435,7 @@ def test_explicit_energies_refuse_sharded_parameters_in_training(monkeypatch):
 
 
 def test_eqm_probe_runs_at_time_zero():
-    class Recorder(nn.Module):
-        def __init__(self):
-            super().__init__(); self.shift = nn.Parameter(torch.randn(3, 2)); self.times = []
-        def forward(self, x, t, y=None):
-            self.times.append(t.clone()); return x + self.shift[y]
-    model = Recorder()
+    model = TimeRecorder()
     EquilibriumMatchingLoss(model, time_invariant=False)(torch.randn(4, 2), y=torch.tensor([0, 1, 2, 0]), generator=0)
     assert torch.equal(model.times[0], torch.zeros(1))
 
