@@ -442,3 +442,42 @@ def test_each_module_holds_only_its_kernel(emu):
 def test_plans_live_on_the_chains_device():
     plan = analytic_energy_plan(DoubleWellModel(), 3, device='meta')
     assert plan.params.device.type == 'meta'
+
+
+def test_cupy_backend_glue_without_a_gpu(monkeypatch):
+    "CupyBackend against a stand-in CuPy: one compile per (device, source), functions cached, the stream made and used on the tensor's device."
+    import types
+    events = []
+
+    class Device:
+        def __init__(self, index): self.index = index
+        def __enter__(self): events.append(('device', self.index)); return self
+        def __exit__(self, *exc): events.append(('device_exit', self.index))
+
+    class Module:
+        def __init__(self, code, options): events.append(('compile', code, tuple(options)))
+        def get_function(self, name):
+            events.append(('get_function', name))
+            return lambda grid, block, args: events.append(('launch', grid, block, len(args)))
+
+    class Stream:
+        def __enter__(self): events.append(('stream',)); return self
+        def __exit__(self, *exc): events.append(('stream_exit',))
+
+    fake = types.SimpleNamespace(RawModule=Module, cuda=types.SimpleNamespace(Device=Device))
+    monkeypatch.setattr(kernels, 'get_cupy', lambda: fake)
+    monkeypatch.setattr(kernels, 'current_stream', lambda device: events.append(('make_stream', device.index)) or Stream())
+    monkeypatch.setattr(torch.cuda, 'current_stream',
+                        lambda device=None: types.SimpleNamespace(device=torch.device('cuda', 1), cuda_stream=77))
+    backend = kernels.CupyBackend()
+    cuda1 = torch.device('cuda', 1)
+    f1 = backend.function('// source', 'tebm_x', cuda1)
+    assert backend.function('// source', 'tebm_x', cuda1) is f1
+    assert [e[0] for e in events] == ['device', 'compile', 'get_function', 'device_exit']
+    assert events[1][2] == kernels.NVRTC_OPTIONS
+    events.clear()
+    for _ in range(2):
+        backend.launch(f1, (3,), (32,), (np.int32(1), np.float32(2.0)), types.SimpleNamespace(device=cuda1))
+    # the stream is created once, inside the tensor's device context, and the kernel launches inside both contexts
+    assert events[:5] == [('device', 1), ('make_stream', 1), ('stream',), ('launch', (3,), (32,), 2), ('stream_exit',)]
+    assert ('make_stream', 1) not in events[5:] and events.count(('launch', (3,), (32,), 2)) == 2
