@@ -140,3 +140,15 @@ def test_mixed_precision_warns_off_cuda():
         warnings.simplefilter('always')
         DoubleWellModel().setup_mixed_precision(True)
     assert any(issubclass(w.category, UserWarning) for w in caught)
+
+
+def test_trainer_leaves_the_global_rng_alone():
+    "Building a trainer without a generator must not reseed torch's global RNG (user code stays reproducible)."
+    from torchebm_nb.core.base_trainer import BaseTrainer
+    model = torch.nn.Linear(2, 1)
+    torch.manual_seed(0); expected = torch.randn(3)
+    torch.manual_seed(0)
+    class MeanOutput(torch.nn.Module):
+        def forward(self, x, **kwargs): return model(x).mean()
+    BaseTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), MeanOutput(), device='cpu', progress=False)
+    assert torch.equal(torch.randn(3), expected)

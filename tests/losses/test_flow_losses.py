@@ -619,3 +619,11 @@ def test_energy_matching_other_errors():
             def __init__(self): super().__init__(); self.w = nn.Parameter(torch.ones(2))
             def forward(self, x): return x * self.w
         EnergyMatchingLoss(Wrong(), lambda_cd=0.0)(torch.randn(4, 2), generator=0)
+
+
+def test_conditioning_probe_runs_on_the_losses_dtype():
+    "The probe casts x as the loss will: a float64 batch into a float32 loss must not fail inside the probe."
+    model = TimeRecorder()
+    loss = FlowMatchingLoss(model)
+    out = loss(torch.randn(4, 2, dtype=torch.float64), y=torch.tensor([0, 1, 2, 0]), generator=0)
+    assert out.dtype == torch.float32 and torch.isfinite(out)

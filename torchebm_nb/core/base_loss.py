@@ -16,6 +16,7 @@ from torch import nn
 from .._deprecation import TorchEBMDeprecationWarning, declare_deprecation
 from .base_module import (TorchEBMModule, reject_unknown_arguments, resolve_generator,
                                           substitute_condition, warn_once)
+from .base_coupling import BaseModelCoupling
 from .base_sampler import BaseSampler, check_int
 from .base_scheduler import BaseScheduler, Schedulable, _check_number
 
@@ -102,8 +103,9 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         try:
             self.model.eval()
             with torch.no_grad():
-                a = self._probe_output(x[:1], {**rest, 'y': y[:1]})
-                b = self._probe_output(x[:1], {**rest, 'y': y[j:j + 1]})
+                xp = x[:1].to(device=self.device, dtype=self.dtype)   # the probe sees what the loss will compute on
+                a = self._probe_output(xp, {**rest, 'y': y[:1]})
+                b = self._probe_output(xp, {**rest, 'y': y[j:j + 1]})
         finally:
             for m, f in zip(modules, flags): m.training = f
         if not torch.equal(a, b):
@@ -159,7 +161,11 @@ class BaseContrastiveDivergence(BaseLoss):
         self.init_steps = check_int(init_steps, 'init_steps', minimum=0)
         self.register_buffer('replay_buffer', None)
         self.register_buffer('buffer_ptr', torch.zeros((), dtype=torch.long, device=self.device))
-        self.buffer_initialized = False
+
+    @property
+    def buffer_initialized(self) -> bool:
+        "Whether the replay buffer exists (built at the first persistent call, or loaded from a state dict)."
+        return self.replay_buffer is not None
 
     def initialize_buffer(self, data_shape_no_batch: Tuple[int, ...], # shape of one sample
                           buffer_chunk_size: int = 1024, # chains burnt in per sampler call
@@ -167,7 +173,6 @@ class BaseContrastiveDivergence(BaseLoss):
                           generator: Optional[torch.Generator] = None, # RNG (or int seed)
                          ) -> torch.Tensor:
         "Fill the replay buffer with `init_noise_scale`·N(0, I) and burn it in with `init_steps` sampler steps."
-        if self.buffer_size <= 0: raise ValueError(f"buffer_size must be positive; got {self.buffer_size}")
         chunk = check_int(buffer_chunk_size, 'buffer_chunk_size')
         generator = resolve_generator(generator, self.device)
         buffer = torch.randn(self._buffer_shape(tuple(data_shape_no_batch)), generator=generator, device=self.device, dtype=self.dtype)
@@ -181,7 +186,6 @@ class BaseContrastiveDivergence(BaseLoss):
                                   f"({type(e).__name__}: {e}); keeping its initial noise", RuntimeWarning, stacklevel=2)
         self.replay_buffer = buffer
         self.buffer_ptr.zero_()
-        self.buffer_initialized = True
         return buffer
 
     def _buffer_shape(self, data_shape: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -201,7 +205,7 @@ class BaseContrastiveDivergence(BaseLoss):
         if not self.persistent:
             start = x.detach().to(device=self.device, dtype=self.dtype).clone()
         else:
-            if not self.buffer_initialized or self.replay_buffer is None or self.replay_buffer.shape[1:] != x.shape[1:]:
+            if self.replay_buffer is None or tuple(self.replay_buffer.shape) != self._buffer_shape(tuple(x.shape[1:])):
                 self.initialize_buffer(x.shape[1:], generator=generator)
             start = self._stratified_read(B, generator)
         return self._perturb_some(start, generator)
@@ -454,7 +458,6 @@ class BaseInterpolantLoss(BaseLoss):
         elif x0.shape != x1.shape:
             raise ValueError(f"x0 has shape {tuple(x0.shape)} but the data has shape {tuple(x1.shape)}; they must match")
         if self.coupling is None: return x0, x1, None
-        from torchebm_nb.core.base_coupling import BaseModelCoupling
         if isinstance(self.coupling, BaseModelCoupling):
             result = self.coupling.couple(x0, x1, generator=generator)
             return result.x0, result.x1, result.weights
@@ -483,10 +486,7 @@ class BaseInterpolantLoss(BaseLoss):
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
         "Probe, CFG dropout, per-sample terms, then the (weighted) batch mean."
         generator = resolve_generator(generator, self.device)
-        mk = self._prepare_model_kwargs(model_kwargs)
-        if mk:
-            self._check_conditioning(x, mk)
-            mk = self._apply_cfg_dropout(mk, generator)
+        mk = self._prepare_conditioning(x, None, model_kwargs, {}, generator)
         terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)
         loss, weights = terms['loss'], terms.get('weights')
         if weights is None: return loss.mean()

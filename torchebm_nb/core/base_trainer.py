@@ -75,7 +75,7 @@ class BaseTrainer:
         if ema_decay is not None:
             from torchebm_nb.utils.ema import EMA   # utils sits above core in the layering
             self.ema = EMA(self.model, decay=ema_decay)
-        self.generator = resolve_generator(generator if generator is not None else torch.seed() % 2**63, device)
+        self.generator = resolve_generator(generator if generator is not None else torch.Generator().seed() % 2**63, device)
         self.progress = bool(progress)
         self.max_grad_norm = None if max_grad_norm is None else _check_number(max_grad_norm, 'max_grad_norm')
         self.global_step = 0         # optimiser steps taken
@@ -214,8 +214,6 @@ class BaseTrainer:
             module = self.loss_fn.get_submodule(owner) if owner else self.loss_fn
             if leaf in module._buffers and module._buffers[leaf] is None: module._buffers[leaf] = value.clone()
         self.loss_fn.load_state_dict(loss_state)
-        if getattr(self.loss_fn, 'replay_buffer', None) is not None and hasattr(self.loss_fn, 'buffer_initialized'):
-            self.loss_fn.buffer_initialized = True
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #1a06945a
 class ContrastiveDivergenceTrainer(BaseTrainer):

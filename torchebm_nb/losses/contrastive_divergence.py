@@ -282,16 +282,6 @@ class ParallelTemperingCD(ContrastiveDivergence):
         out, _ = self.run_replicas(chains.transpose(0, 1), self.init_steps, generator=generator)
         return out.transpose(0, 1)
 
-    def get_start_points(self, x: torch.Tensor, # the data batch (B, *S)
-                         generator: Optional[torch.Generator] = None, # RNG (or an int seed)
-                        ) -> torch.Tensor: # (B, K, *S)
-        "B PT chains read from the buffer (stratified, as in PCD), each with its K replicas."
-        generator = resolve_generator(generator, self.device)
-        B, event = x.shape[0], tuple(x.shape[1:])
-        if not self.buffer_initialized or self.replay_buffer is None or tuple(self.replay_buffer.shape[2:]) != event:
-            self.initialize_buffer(event, generator=generator)
-        return self._perturb_some(self._stratified_read(B, generator), generator)
-
     def _draw_negatives(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
                         model_kwargs: Optional[dict] = None) -> torch.Tensor:
         "Advance B PT chains `k_steps` steps, write them back; their T = 1 replicas are the negatives (B, *S)."

@@ -187,10 +187,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
                     ) -> torch.Tensor: # 0-d
         "Probe, CFG dropout, then flow term + contrastive term."
         generator = resolve_generator(generator, self.device)
-        mk = self._gather_conditioning(None, model_kwargs, kwargs)
-        if mk:
-            self._check_conditioning(x, mk)
-            mk = self._apply_cfg_dropout(mk, generator)
+        mk = self._prepare_conditioning(x, None, model_kwargs, kwargs, generator)
         return self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)['loss']
 
     def __repr__(self):

@@ -60,7 +60,7 @@ def compute_eqm_ct(t: torch.Tensor, # times, any shape
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1); got {threshold} (the endpoints are the 'linear' (a → 0) and "
                          "'constant' (a → 1) ct choices of EquilibriumMatchingLoss)")
-    return ((1.0 - t) / (1.0 - threshold)).clamp(max=1.0) * multiplier
+    return compute_flow_weight(t, threshold) * multiplier   # the same gate as the energy-matching flow term, scaled by λ
 
 # %% ../../nbs/40_losses/02_loss_utils.ipynb #316b948e
 def dispersive_loss(z: torch.Tensor, # representations, shape (B, *S), flattened to (B, D)
