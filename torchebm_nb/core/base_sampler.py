@@ -97,8 +97,9 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
 
     # ---- the chain driver -------------------------------------------------------------------------
     def _infer_dim(self) -> Optional[Tuple[int, ...]]:
-        "The event shape when neither x nor dim is given (None: cannot infer)."
-        return None
+        "The event shape when neither x nor dim is given: the model's `mean` width when it has one (a Gaussian), else None."
+        mean = getattr(self.model, 'mean', None)
+        return (int(mean.shape[-1]),) if torch.is_tensor(mean) and mean.ndim >= 1 else None
 
     def _initial_state(self, x, dim, n_samples: int, generator) -> torch.Tensor:
         "Validate and materialise the starting points as a fresh (B, *S) tensor on the sampler's device and dtype."

@@ -4,9 +4,9 @@
 
 # %% ../../nbs/35_couplings/01_registry.ipynb #4311420c
 from __future__ import annotations
-from typing import Optional, Type, Union
+from typing import Type, Union
 
-from ..core.base_coupling import BaseCoupling, BaseModelCoupling
+from ..core.base_coupling import BaseCoupling
 from .couplings import (ExactOTCoupling, GreedyCoupling, IndependentCoupling, ReflowCoupling,
                                              SinkhornCoupling, UnbalancedSinkhornCoupling)
 

@@ -451,15 +451,16 @@ _CUPY_BACKEND = CupyBackend()
 
 # %% ../../nbs/60_cuda/03_kernels.ipynb #f81ec699
 def _resolve_backend(x: torch.Tensor, backend):
-    if backend is None and _FORCED_BACKEND is not None:   # inside `use_backend(...)`
-        if isinstance(_FORCED_BACKEND, _NoBackend):
-            raise RuntimeError("kernels are switched off inside use_backend(None); pass backend= explicitly to launch anyway")
-        if getattr(_FORCED_BACKEND, 'device_type', None) == x.device.type: return _FORCED_BACKEND
+    "The explicit `backend`, else the samplers' choice (`kernel_backend`), else an error saying why there is none."
     if backend is not None:
         if getattr(backend, 'device_type', None) != x.device.type:
             raise ValueError(f"backend {backend!r} runs on {getattr(backend, 'device_type', '?')} tensors, "
                              f"but x is on {x.device}")
         return backend
+    found = kernel_backend(x)
+    if found is not None: return found
+    if isinstance(_FORCED_BACKEND, _NoBackend):
+        raise RuntimeError("kernels are switched off inside use_backend(None); pass backend= explicitly to launch anyway")
     if x.device.type != 'cuda':
         raise ValueError(f"the CUDA kernels need a CUDA tensor; x is on {x.device} "
                          "(use the samplers, which fall back to torch, or pass backend=CPUEmulator())")
@@ -576,6 +577,8 @@ class FusedLangevinUpdate:
         self.seed = _seed_tensor(seed, x)
         self._clamp = _check_clamp(clamp)
         self._grid = _grid(-(-self.n // 4))
+        self._counters = philox_counters(self.n)   # Philox counters one update uses
+        self._x_aligned = self.n % 4 == 0 and x.data_ptr() % 16 == 0   # float4 access possible on the x side
         self._fn = {}
         self._function(False)   # compile (or load) now: a failure surfaces here, before any step
 
@@ -602,13 +605,13 @@ class FusedLangevinUpdate:
         if external: noise = _like(noise, x, 'noise', self.n)
         fn = self._function(external)
         if self.n:
-            vec4 = int(self.n % 4 == 0 and x.data_ptr() % 16 == 0 and grad.data_ptr() % 16 == 0)
+            vec4 = int(self._x_aligned and grad.data_ptr() % 16 == 0)
             do_clamp, lo, hi = self._clamp
             self.backend.launch(fn, self._grid, (_BLOCK,),
                                 (_ptr(x), _ptr(grad), np.int64(self.n), np.float32(step_size), np.float32(noise_coef),
                                  _ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi,
                                  np.int32(vec4)), x)
-        return counter + philox_counters(self.n)
+        return counter + self._counters
 
 def langevin_update_(x: torch.Tensor, # chains, float32, contiguous; updated in place
                      grad: torch.Tensor, # ∇E(x), same shape (made contiguous if needed)
@@ -853,6 +856,7 @@ class WholeChainHMC:
         self._mass = _mass_args(mass, self.plan, x)
         self.backend = _resolve_backend(x, backend)
         self.seed = _seed_tensor(seed, x)
+        self._scratch_counts = torch.zeros(x.shape[0], dtype=torch.int32, device=x.device)
         self._fn = {}
         self._function(False)   # compile (or load) now: a failure surfaces here, before any iteration
 
@@ -890,11 +894,11 @@ class WholeChainHMC:
         if noise is not None:
             noise, uniforms = _like(noise, x, 'noise', n_iter * n), _like(uniforms, x, 'uniforms', n_iter * n_chains)
         first_bad = _first_bad(first_bad, n_chains, x)
-        if n_accepted is None: n_accepted = torch.zeros(n_chains, dtype=torch.int32, device=x.device)
+        if n_accepted is None: n_accepted = self._scratch_counts   # nobody reads it: one buffer per object
         elif n_accepted.dtype != torch.int32 or n_accepted.shape != (n_chains,) or n_accepted.device != x.device:
             raise ValueError(f"n_accepted must be an int32 tensor of shape ({n_chains},) on {x.device}")
         energy = torch.empty(n_chains, dtype=torch.float32, device=x.device)
-        accepted = torch.zeros(n_chains, dtype=torch.int32, device=x.device)
+        accepted = torch.empty(n_chains, dtype=torch.int32, device=x.device)   # the kernel writes every entry
         external = noise is not None
         if n_chains:   # also for zero iterations: the kernel then only evaluates the energy
             fn = self._function(external)

@@ -9,7 +9,7 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 
-from ..core.base_integrator import (BaseSymplecticIntegrator, _axpy, _check_n_steps, _integer, _picard, _set_solver_settings,
+from ..core.base_integrator import (BaseSymplecticIntegrator, _axpy, _check_n_steps, _picard, _set_solver_settings,
                                               _real, _step_pair)
 
 # %% auto #0

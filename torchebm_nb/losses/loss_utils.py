@@ -9,9 +9,7 @@ import math
 import torch
 
 from ..core.base_scheduler import _check_number
-from ..core.base_interpolant import expand_t_like_x
 from ..interpolants.interpolant_utils import get_interpolant
-from ..interpolants.linear import LinearInterpolant
 
 # %% auto #0
 __all__ = ['mean_flat', 'trimmed_mean', 'compute_flow_weight', 'compute_eqm_ct', 'dispersive_loss', 'get_interpolant']

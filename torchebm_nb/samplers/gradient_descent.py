@@ -4,7 +4,6 @@
 
 # %% ../../nbs/20_samplers/02_gradient_descent.ipynb #7664500c
 from __future__ import annotations
-import numbers
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch

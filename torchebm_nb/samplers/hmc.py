@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 import numbers
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -60,10 +60,6 @@ class HamiltonianMonteCarlo(BaseSampler):
         "Run `n_steps` HMC iterations from `x` (or from `randn(n_samples, dim)`); see `BaseSampler` for the contract."
         return self._run_chain(x, dim, n_steps, n_samples, thin, return_trajectory, return_diagnostics,
                                reset_schedulers, y=y, model_kwargs=model_kwargs, generator=generator)
-
-    def _infer_dim(self):
-        mean = getattr(self.model, 'mean', None)
-        return (int(mean.shape[-1]),) if torch.is_tensor(mean) and mean.ndim >= 1 else None
 
     def _energy(self, x, model_kwargs):
         return self.model(x, **model_kwargs).clamp_(-1e10, 1e10)

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #17ddcdc3
 from __future__ import annotations
-import math
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch

@@ -157,10 +157,6 @@ class RiemannianManifoldHMC(BaseSampler):
         return self._run_chain(x, dim, n_steps, n_samples, thin, return_trajectory, return_diagnostics,
                                reset_schedulers, y=y, model_kwargs=model_kwargs, generator=generator)
 
-    def _infer_dim(self):
-        mean = getattr(self.model, 'mean', None)
-        return (int(mean.shape[-1]),) if torch.is_tensor(mean) and mean.ndim >= 1 else None
-
     def _energy(self, x, model_kwargs):
         with torch.no_grad(): return self.model(x, **model_kwargs).clamp_(-1e10, 1e10)
 
