@@ -90,11 +90,10 @@ def _picard(update: Callable, z0: torch.Tensor, max_iter: int, tol: float, check
     z = z0
     for m in range(1, max_iter + 1):
         z_new = update(z)
-        if check_every and m % check_every == 0:
-            r = residual(z_new, z) if residual is not None else (z_new - z).abs().max()
-            z = z_new
-            if float(r.detach()) <= tol: break    # one host sync, only every `check_every` iterations
-        else: z = z_new
+        check = check_every and m % check_every == 0
+        if check: r = residual(z_new, z) if residual is not None else (z_new - z).abs().max()
+        z = z_new
+        if check and float(r.detach()) <= tol: break    # one host sync, only every `check_every` iterations
     return z
 
 # %% ../../nbs/00_core/05_base_integrator.ipynb #daae1c84

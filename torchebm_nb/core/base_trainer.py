@@ -37,7 +37,6 @@ def _unpack_batch(batch) -> Tuple[torch.Tensor, dict]:
     raise TypeError("a batch must be a tensor, a (data, condition) pair, or a dict with an 'x' or 'data' tensor; "
                     f"got {type(batch).__name__}")
 
-_HOOKS = ('on_train_start', 'on_epoch_start', 'on_batch_start', 'on_batch_end', 'on_epoch_end', 'on_train_end')
 
 class BaseTrainer:
     "A training loop for any loss: batches with conditions, accumulation, AMP, EMA, callbacks, checkpoints."
@@ -245,7 +244,7 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
     def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> Dict[str, torch.Tensor]:
         kw = {'model_kwargs': model_kwargs} if model_kwargs else {}
         loss, negatives = self.loss_fn(x, generator=self.generator, **kw)
-        with torch.no_grad():
-            pos = self.model(x, **model_kwargs).mean()
-            neg = self.model(negatives, **model_kwargs).mean()
-        return {'loss': loss, 'pos_energy': pos, 'neg_energy': neg}
+        energies = getattr(self.loss_fn, 'last_energies', None)   # the mean energies the loss just computed
+        if energies is None:                                      # a loss that does not record them: evaluate again
+            with torch.no_grad(): energies = (self.model(x, **model_kwargs).mean(), self.model(negatives, **model_kwargs).mean())
+        return {'loss': loss, 'pos_energy': energies[0], 'neg_energy': energies[1]}

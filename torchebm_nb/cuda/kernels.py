@@ -634,7 +634,7 @@ def langevin_update_(x: torch.Tensor, # chains, float32, contiguous; updated in 
     counter = _check_counter(counter)
     return FusedLangevinUpdate(x, seed, clamp, backend)(grad, step_size, noise_coef, counter, noise)
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #1e00ebf6
+# %% ../../nbs/60_cuda/03_kernels.ipynb #32f6d398
 MAX_CHAIN_DIM = 64   # widest chain one thread keeps in registers (beyond it: local memory, minutes of compilation)
 _MAX_DIM = {'gaussian_full': 32}   # the full precision matrix's matvec is D² work and registers: a tighter limit
 
@@ -692,7 +692,7 @@ def analytic_energy_plan(model, # a model
     params = (values.to(device) if torch.is_tensor(values) else _device_floats(values, torch.device(device))).contiguous()
     return EnergyPlan(energy, int(dim), params)
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #e09525da
+# %% ../../nbs/60_cuda/03_kernels.ipynb #7b727705
 def _check_plan(model, x: torch.Tensor) -> EnergyPlan:
     "The plan for `model` (or `model` itself when it already is one), checked against the chains x."
     plan = model if isinstance(model, EnergyPlan) else analytic_energy_plan(model, x.shape[-1], device=x.device)
@@ -817,7 +817,7 @@ def langevin_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous
     chain = WholeChainLangevin(x, model, seed, clamp, backend)
     return chain(chain.step_arrays(step_sizes, noise_coefs), _check_counter(counter), noise=noise, first_bad=first_bad, step0=step0)
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #49d00c7c
+# %% ../../nbs/60_cuda/03_kernels.ipynb #dc951686
 def _mass_args(mass, plan: EnergyPlan, x: torch.Tensor):
     "(mass_mode, sqrt_m, inv_m, mass array [√m | m | 1/m] or None, scalar mass or None)."
     if mass is None or (isinstance(mass, (int, float)) and not isinstance(mass, bool) and float(mass) == 1.0):

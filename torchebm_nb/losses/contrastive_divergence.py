@@ -95,6 +95,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         x, pred_x = torch.where(inputs_ok, x, 0.0), torch.where(inputs_ok, pred_x, 0.0)
         with self.autocast_context():
             positive, negative = self.model(x, **model_kwargs), self.model(pred_x, **model_kwargs)
+        self.last_energies = (positive.mean().detach(), negative.mean().detach())   # for logging (the trainer reads them)
         loss = positive.mean() - negative.mean()
         if energy_reg_weight: loss = loss + energy_reg_weight * (positive.square().mean() + negative.square().mean())
         ok = inputs_ok & torch.isfinite(loss)

@@ -225,10 +225,12 @@ def plot_trace(chains, # (C, N, *S) chains, or one chain (N,)
     components = _select_components(flat.shape[2], dims)
     fig, axes = _axes_for(ax, len(components))
     values = _to_numpy(flat[:max_chains], 'chains')
-    if flat.shape[1] >= 4: rhat, ess = _to_numpy(split_rhat(flat), 'rhat'), _to_numpy(effective_sample_size(flat), 'ess')
-    for a, k in zip(axes, components):
+    shown = flat[:, :, list(components)]                       # diagnostics only for the components drawn
+    stats = flat.shape[1] >= 4                                 # split R-hat needs two halves of two draws
+    if stats: rhat, ess = _to_numpy(split_rhat(shown), 'rhat'), _to_numpy(effective_sample_size(shown), 'ess')
+    for j, (a, k) in enumerate(zip(axes, components)):
         for c in range(values.shape[0]): a.plot(values[c, :, k], lw=0.6, alpha=0.8)
-        title = f"component {k}" + (f": split R-hat {rhat[k]:.3f}, ESS {ess[k]:.0f}" if flat.shape[1] >= 4 else '')
+        title = f"component {k}" + (f": split R-hat {rhat[j]:.3f}, ESS {ess[j]:.0f}" if stats else '')
         a.set_title(title, fontsize=8); a.set_ylabel(f"$x_{{{k}}}$")
     axes[-1].set_xlabel('draw')
     return fig
