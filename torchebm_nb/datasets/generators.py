@@ -141,8 +141,8 @@ class GaussianMixtureDataset(BaseSyntheticDataset):
         return self._centers[component] + self.std * self._normal(n, 2)
 
 # %% ../../nbs/50_data_models/00_datasets.ipynb #aa6f4c93
-class EightGaussiansDataset(BaseSyntheticDataset):
-    "The classic eight Gaussians at scale·(±1, 0), scale·(0, ±1) and scale·(±1/√2, ±1/√2)."
+class EightGaussiansDataset(GaussianMixtureDataset):
+    "The classic eight Gaussians at scale·(±1, 0), scale·(0, ±1) and scale·(±1/√2, ±1/√2): a mixture with its own centre order."
     def __init__(self, n_samples: int = 2000, # number of points
                  std: float = 0.02, # standard deviation σ ≥ 0 of each Gaussian
                  scale: float = 2.0, # radius s > 0 of the ring of centres
@@ -150,21 +150,13 @@ class EightGaussiansDataset(BaseSyntheticDataset):
                  dtype: torch.dtype = torch.float32, # floating dtype of `.data`
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
-        self.std = _check_non_negative(std, 'std')
-        self.scale = _check_positive(scale, 'scale')
+        self.n_components, self.std = 8, _check_non_negative(std, 'std')
+        self.scale = self.radius = _check_positive(scale, 'scale')
         d = 1 / math.sqrt(2)
         unit = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)],
                             dtype=torch.float64, device='cpu')
-        self._centers = self.scale * unit
-        super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
-
-    @property
-    def centers(self) -> torch.Tensor:
-        "The `(8, 2)` component means, on the dataset's device and dtype."
-        return self._centers.to(device=self.device, dtype=self.dtype)
-
-    def _sample(self, n: int) -> torch.Tensor:
-        return self._centers[self._integers(8, n)] + self.std * self._normal(n, 2)
+        self._centers = self.scale * unit   # the classic order (not the ring's), so seeded data stay as they were
+        BaseSyntheticDataset.__init__(self, n_samples, device=device, dtype=dtype, seed=seed)
 
 # %% ../../nbs/50_data_models/00_datasets.ipynb #0562715e
 class TwoMoonsDataset(BaseSyntheticDataset):
