@@ -134,10 +134,14 @@ class SinkhornCoupling(BaseCostCoupling):
                       ) -> torch.Tensor: # the plan P (B, B): entries sum to 1, columns to 1/B, rows ≈ 1/B
         "The entropic transport plan between two local batches."
         self._check_pair(x0, x1)
-        return _sinkhorn_plan(self.compute_cost(x0, x1, **kwargs), self.reg, self.n_iters)
+        return self._plan(self.compute_cost(x0, x1, **kwargs))
+
+    def _plan(self, cost: torch.Tensor) -> torch.Tensor:
+        "The plan for a cost matrix (the unbalanced variant relaxes the marginals here)."
+        return _sinkhorn_plan(cost, self.reg, self.n_iters)
 
     def _solve(self, cost: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        return _draw_partners(_sinkhorn_plan(cost, self.reg, self.n_iters), generator)
+        return _draw_partners(self._plan(cost), generator)
 
     def __repr__(self) -> str: return f"SinkhornCoupling(reg={self.reg:g}, n_iters={self.n_iters})"
 
@@ -168,29 +172,20 @@ class GreedyCoupling(BaseCostCoupling):
         return _greedy_assignment(cost)
 
 # %% ../../nbs/35_couplings/00_couplings.ipynb #17adf19f
-class UnbalancedSinkhornCoupling(BaseCostCoupling):
+class UnbalancedSinkhornCoupling(SinkhornCoupling):
     "Unbalanced entropic OT: KL-relaxed marginals; sources draw partners and get weights = row mass / mean row mass."
+    _supports_process_group = False   # the weights need the whole plan on one rank
+
     def __init__(self, reg: float = 0.05, # entropic regularisation ε > 0, in units of the normalised cost
                  reg_marginal: float = 1.0, # marginal relaxation ρ > 0; ρ → ∞ is balanced Sinkhorn
                  n_iters: int = 100, # Sinkhorn iterations, ≥ 1
                  process_group=None, # not supported: must be None
                 ):
-        super().__init__(process_group=process_group)
-        self.reg = _positive_number(reg, 'reg')
+        super().__init__(reg=reg, n_iters=n_iters, process_group=process_group)
         self.reg_marginal = _positive_number(reg_marginal, 'reg_marginal')
-        self.n_iters = check_int(n_iters, 'n_iters')
 
-    def _plan(self, cost: torch.Tensor) -> torch.Tensor:
+    def _plan(self, cost: torch.Tensor) -> torch.Tensor:   # each scaling update damped by ρ/(ρ + ε)
         return _sinkhorn_plan(cost, self.reg, self.n_iters, damping=self.reg_marginal / (self.reg_marginal + self.reg))
-
-    @torch.no_grad()
-    def transport_plan(self, x0: torch.Tensor, # the sources, shape (B, *S)
-                       x1: torch.Tensor, # the targets, shape (B, *S)
-                       **kwargs: Any, # conditioning, passed to `compute_cost`
-                      ) -> torch.Tensor: # the unbalanced plan P (B, B); its marginals are only softly uniform
-        "The unbalanced entropic transport plan between two batches."
-        self._check_pair(x0, x1)
-        return self._plan(self.compute_cost(x0, x1, **kwargs))
 
     @torch.no_grad()
     def couple(self, x0, x1=None, *, generator=None, **kwargs):
@@ -203,9 +198,6 @@ class UnbalancedSinkhornCoupling(BaseCostCoupling):
         mass = plan.sum(1)
         weights = (mass / mass.mean()).to(weight_dtype)
         return CouplingResult(x0, x1[_draw_partners(plan, generator)], weights=weights)
-
-    def _solve(self, cost: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        return _draw_partners(self._plan(cost), generator)
 
     def __repr__(self) -> str:
         return f"UnbalancedSinkhornCoupling(reg={self.reg:g}, reg_marginal={self.reg_marginal:g}, n_iters={self.n_iters})"
