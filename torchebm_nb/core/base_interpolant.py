@@ -88,7 +88,7 @@ class BaseInterpolant(ABC):
         if form == 'sigma': return norm * sigma
         if type(self).compute_drift is BaseInterpolant.compute_drift:          # SBDM with the generic drift:
             return norm * (self.compute_d_alpha_alpha_ratio_t(t) * sigma - d_sigma)  # D_t / σ without the 0/0 at σ = 0
-        return norm * self.compute_drift(x, t)[1] / sigma
+        return norm * self.compute_drift(torch.zeros_like(t), t)[1] / sigma   # D_t depends on t only: no x-sized drift mean
 
     def velocity_to_score(self, velocity: torch.Tensor, # velocity v(x, t), shape (B, *S)
                           x: torch.Tensor, # states, shape (B, *S)
