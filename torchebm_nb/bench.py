@@ -29,15 +29,16 @@ FAMILIES = {  # family -> (subpackage, base class)
 }
 
 def discover(families=None) -> List[Dict[str, Any]]:
-    "Every class in a family's `__all__` that subclasses the family's base: [{'name', 'family', 'cls'}]."
-    found = []
+    "Every class in a family's `__all__` that subclasses the family's base, once (an alias such as `MALA` is skipped): [{'name', 'family', 'cls'}]."
+    found, seen = [], set()
     for fam, (modname, base) in FAMILIES.items():
         if families is not None and fam not in families: continue
         mod = importlib.import_module(modname)
         for name in getattr(mod, '__all__', []):
             obj = getattr(mod, name, None)
-            if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not inspect.isabstract(obj):
-                found.append(dict(name=name, family=fam, cls=obj))
+            if (inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not inspect.isabstract(obj)
+                    and obj not in seen):
+                seen.add(obj); found.append(dict(name=name, family=fam, cls=obj))
     return found
 
 # %% ../nbs/85_bench.ipynb #fb5accaf
@@ -73,6 +74,7 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     # samplers (the energy is ctx['energy'], a standard Gaussian in ctx['dim'] dimensions)
     'LangevinDynamics': lambda c: dict(model=c['energy'], step_size=0.01),
     'HamiltonianMonteCarlo': lambda c: dict(model=c['energy'], step_size=0.1, n_leapfrog_steps=5),
+    'MetropolisAdjustedLangevin': lambda c: dict(model=c['energy'], step_size=0.1),
     'RiemannianManifoldHMC': lambda c: dict(model=c['energy'], metric_fn=_identity_metric, step_size=0.1,
                                             n_leapfrog_steps=5),
     'GradientDescentSampler': lambda c: dict(model=c['energy'], step_size=0.01),

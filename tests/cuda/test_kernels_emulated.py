@@ -481,3 +481,33 @@ def test_cupy_backend_glue_without_a_gpu(monkeypatch):
     # the stream is created once, inside the tensor's device context, and the kernel launches inside both contexts
     assert events[:5] == [('device', 1), ('make_stream', 1), ('stream',), ('launch', (3,), (32,), 2), ('stream_exit',)]
     assert ('make_stream', 1) not in events[5:] and events.count(('launch', (3,), (32,), 2)) == 2
+
+
+def test_mala_takes_the_whole_chain_hmc_kernel(emu, monkeypatch):
+    "MALA(h) on the kernel path is the HMC kernel with L = 1 and step √(2h): the same launches, the same numbers."
+    import torchebm_nb.samplers.hmc as hm
+    from torchebm_nb.samplers import MetropolisAdjustedLangevin
+    calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
+    model, x0, h = energies(3)['gaussian_full'], start(32, 3), 0.3
+    with use_backend(emu):
+        a, da = MetropolisAdjustedLangevin(model, step_size=h).sample(x0, n_steps=12, thin=4, return_diagnostics=True,
+                                                                     generator=torch.Generator().manual_seed(2))
+        b, db = HamiltonianMonteCarlo(model, step_size=math.sqrt(2 * h), n_leapfrog_steps=1).sample(
+            x0, n_steps=12, thin=4, return_diagnostics=True, generator=torch.Generator().manual_seed(2))
+    assert len(calls) == 6   # three kept steps, two samplers
+    assert torch.equal(a, b) and torch.equal(da['acceptance_rate'], db['acceptance_rate'])
+    assert 0.0 < float(da['acceptance_rate'].mean()) <= 1.0
+
+
+def test_adapted_hmc_samples_on_the_kernel_path(emu, monkeypatch):
+    "Warm-up runs on torch; the tuned sampler (tensor mass, constant step) then takes the whole-chain kernel."
+    import torchebm_nb.samplers.hmc as hm
+    from torchebm_nb.samplers.adaptation import window_adaptation
+    calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
+    model = energies(3)['gaussian_diag']
+    sampler = HamiltonianMonteCarlo(model, step_size=0.01, n_leapfrog_steps=4)
+    with use_backend(emu):
+        res = window_adaptation(sampler, start(64, 3), n_warmup=40, adapt_mass=True, generator=1)
+        assert not calls   # warm-up: torch path
+        sampler.sample(res.x, n_steps=5, generator=2)
+    assert len(calls) == 1 and torch.is_tensor(sampler.mass)

@@ -1,9 +1,13 @@
 """Samplers: drive a field derived from a model through an integrator (MCMC chains, descent, flows)."""
 from .langevin_dynamics import LangevinDynamics
 from .hmc import HamiltonianMonteCarlo
+from .mala import MetropolisAdjustedLangevin, MALA
 from .riemannian_hmc import RiemannianManifoldHMC
 from .gradient_descent import GradientDescentSampler, NesterovSampler
 from .flow import FlowSampler, PredictionType
+from .adaptation import AdaptationResult, DualAveragingScheduler, adaptation_windows, window_adaptation
+from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
 
-__all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
-           'PredictionType']
+__all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
+           'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'adaptation_windows', 'window_adaptation',
+           'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule']

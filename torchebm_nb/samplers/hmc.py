@@ -25,6 +25,7 @@ __all__ = ['HamiltonianMonteCarlo']
 class HamiltonianMonteCarlo(BaseSampler):
     "HMC with a diagonal mass, leapfrog trajectories and a per-chain Metropolis test."
     diagnostic_keys = ('mean', 'var', 'energy', 'acceptance_rate')
+    optimal_acceptance: float = 0.65   # the acceptance rate step-size adaptation aims at (Beskos et al., 2013)
 
     def __init__(self, model: BaseModel, # the energy E (potential)
                  step_size: Union[float, BaseScheduler] = 1e-3, # leapfrog step h > 0, or a scheduler
@@ -64,6 +65,10 @@ class HamiltonianMonteCarlo(BaseSampler):
     def _energy(self, x, model_kwargs):
         return self.model(x, **model_kwargs).clamp_(-1e10, 1e10)
 
+    def _leapfrog_step_size(self, step_size: float) -> float:
+        "The leapfrog step for the scheduled `step_size` (the identity here; a hook for samplers parametrised otherwise)."
+        return step_size
+
     use_cuda_kernels: bool = True   # False: always take the torch path (also: torchebm_nb.cuda.disable_kernels())
 
     def _kernel_plan(self, x, model_kwargs):
@@ -79,14 +84,15 @@ class HamiltonianMonteCarlo(BaseSampler):
     def _run_kernel_chain(self, state, values, start: int, stop: int, first_bad):
         "Advance all chains through iterations [start, stop) in one whole-chain kernel launch (analytic energies on CUDA)."
         chain = state['chain']
-        if 'steps' not in state: state['steps'] = chain.step_arrays(values['step_size'])   # uploaded once per run
+        if 'steps' not in state:   # uploaded once per run
+            state['steps'] = chain.step_arrays([self._leapfrog_step_size(h) for h in values['step_size']])
         state['counter'], state['energy'], accepted = chain(state['steps'], state['counter'], start, stop,
                                                             first_bad=first_bad, step0=start)
         return accepted
 
     def _init_chain(self, x, model_kwargs, generator):
         if x.ndim != 2:
-            raise ValueError(f"HamiltonianMonteCarlo supports flat states (B, D) only; got shape {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__} supports flat states (B, D) only; got shape {tuple(x.shape)}")
         if torch.is_tensor(self.mass) and self.mass.shape[0] != x.shape[1]:
             raise ValueError(f"mass has {self.mass.shape[0]} entries but the state has dimension {x.shape[1]}")
         plan, backend = self._kernel_plan(x, model_kwargs)
@@ -125,11 +131,13 @@ class HamiltonianMonteCarlo(BaseSampler):
         x, energy, force = state['x'], state['energy'], state['force']
         p = self._draw_momentum(state, generator).mul_(state['sqrt_mass'])
         h0 = self._kinetic(p).add_(energy)
-        out = self.integrator.integrate({'x': x, 'p': p, 'force': force}, self.schedulers['step_size'].get_value(),
-                                        self.n_leapfrog_steps, self.mass, drift=state['force_fn'], safe=True)
+        h = self._leapfrog_step_size(self.schedulers['step_size'].get_value())
+        out = self.integrator.integrate({'x': x, 'p': p, 'force': force}, h, self.n_leapfrog_steps, self.mass,
+                                        drift=state['force_fn'], safe=True)
         x1, p1, force1 = out['x'], out['p'], out['force']
         energy1 = self._energy(x1, model_kwargs)
         delta = h0.sub_(self._kinetic(p1)).sub_(energy1).clamp_(-50.0, 50.0)     # H0 − H1; NaN stays NaN
+        state['log_accept_ratio'] = delta                                    # read by step-size adaptation
         accept = self._draw_uniform(state, generator).log_() < delta          # NaN proposals are rejected
         keep = accept.unsqueeze(-1)
         state['x'] = torch.where(keep, x1, x)

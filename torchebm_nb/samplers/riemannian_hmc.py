@@ -114,6 +114,7 @@ _SOLVER_DEFAULTS = dict(solver_max_iter=8, solver_tol=1e-6, solver_check_every=0
 class RiemannianManifoldHMC(BaseSampler):
     "Riemannian-manifold HMC (Girolami & Calderhead, 2011): momentum ~ N(0, G(x)), generalised leapfrog, per-chain Metropolis test."
     diagnostic_keys = ('mean', 'var', 'energy', 'acceptance_rate')
+    optimal_acceptance: float = 0.65   # the acceptance rate step-size adaptation aims at
 
     def __init__(self, model: BaseModel, # the energy E (potential)
                  metric_fn: Callable[[torch.Tensor], torch.Tensor], # x (B, d) -> SPD metric G(x) (B, d, d)
@@ -194,6 +195,7 @@ class RiemannianManifoldHMC(BaseSampler):
         valid = torch.isfinite(x1).all(-1) & torch.isfinite(p1).all(-1) & torch.isfinite(there.grad_energy).all(-1)
         valid &= ~geometry.failed
         accept = (state['u'].uniform_(generator=generator).log_() < delta) & valid   # NaN proposals are rejected
+        state['log_accept_ratio'] = delta.masked_fill_(~valid, float('-inf'))        # read by step-size adaptation
         keep = accept.unsqueeze(-1)
         state['x'] = torch.where(keep, x1, x)
         state['grad_energy'] = torch.where(keep, there.grad_energy, grad_energy)
