@@ -331,7 +331,7 @@ def test_launcher_errors(emu):
     with pytest.raises(ValueError, match='shape of x'): langevin_update_(x, torch.zeros(9), 0.1, 0.1, 0, backend=emu)
     with pytest.raises(ValueError, match='CPUEmulator'): langevin_update_(x, g, 0.1, 0.1, 0)
     with pytest.raises(ValueError, match='finite'): langevin_update_(x, g, float('nan'), 0.1, 0, backend=emu)
-    with pytest.raises(ValueError, match='seed must be in'): langevin_update_(x, g, 0.1, 0.1, -1, backend=emu)
+    with pytest.raises(ValueError, match='seed must be ≥ 0'): langevin_update_(x, g, 0.1, 0.1, -1, backend=emu)
     with pytest.raises(TypeError, match='seed must be an int'): langevin_update_(x, g, 0.1, 0.1, 1.5, backend=emu)
     with pytest.raises(ValueError, match='one-element int64'): langevin_update_(x, g, 0.1, 0.1, torch.tensor([1.0]), backend=emu)
     with pytest.raises(ValueError, match='lo < hi'): langevin_update_(x, g, 0.1, 0.1, 0, clamp=(1, 0), backend=emu)

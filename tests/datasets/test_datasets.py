@@ -353,7 +353,7 @@ ERRORS = [
 ] + [
     (cls, dict(n_samples=True), TypeError, 'n_samples must be an int') for cls in ALL if cls is not GridDataset
 ] + [
-    (cls, dict(noise=-0.01), ValueError, 'noise must be non-negative; got -0.01') for cls in NOISY
+    (cls, dict(noise=-0.01), ValueError, 'noise must be ≥ 0; got -0.01') for cls in NOISY
 ] + [
     (cls, dict(noise='0.1'), TypeError, 'noise must be a real number') for cls in NOISY
 ] + [
@@ -375,11 +375,11 @@ ERRORS = [
 ] + [
     (GaussianMixtureDataset, dict(n_components=0), ValueError, 'n_components must be ≥ 1; got 0'),
     (GaussianMixtureDataset, dict(n_components=2.0), TypeError, 'n_components must be an int'),
-    (GaussianMixtureDataset, dict(std=-0.1), ValueError, 'std must be non-negative; got -0.1'),
+    (GaussianMixtureDataset, dict(std=-0.1), ValueError, 'std must be ≥ 0; got -0.1'),
     (GaussianMixtureDataset, dict(std=None), TypeError, 'std must be a real number'),
     (GaussianMixtureDataset, dict(radius=0.0), ValueError, 'radius must be positive; got 0.0'),
     (GaussianMixtureDataset, dict(radius=-1), ValueError, 'radius must be positive'),
-    (EightGaussiansDataset, dict(std=-0.02), ValueError, 'std must be non-negative'),
+    (EightGaussiansDataset, dict(std=-0.02), ValueError, 'std must be ≥ 0'),
     (EightGaussiansDataset, dict(scale=0), ValueError, 'scale must be positive'),
     (EightGaussiansDataset, dict(scale=float('nan')), ValueError, 'scale must be finite'),
     (SwissRollDataset, dict(arclength=0), ValueError, 'arclength must be positive'),
@@ -390,7 +390,7 @@ ERRORS = [
     (PinwheelDataset, dict(n_classes=0), ValueError, 'n_classes must be ≥ 1; got 0'),
     (PinwheelDataset, dict(n_classes=2.5), TypeError, 'n_classes must be an int'),
     (PinwheelDataset, dict(radial_scale=0), ValueError, 'radial_scale must be positive'),
-    (PinwheelDataset, dict(angular_scale=-0.1), ValueError, 'angular_scale must be non-negative'),
+    (PinwheelDataset, dict(angular_scale=-0.1), ValueError, 'angular_scale must be ≥ 0'),
     (PinwheelDataset, dict(spiral_scale=None), TypeError, 'spiral_scale must be a real number'),
     (PinwheelDataset, dict(spiral_scale=float('nan')), ValueError, 'spiral_scale must be finite'),
     (GridDataset, dict(n_samples_per_dim=0), ValueError, 'n_samples_per_dim must be ≥ 1; got 0'),

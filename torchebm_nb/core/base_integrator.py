@@ -5,8 +5,6 @@
 # %% ../../nbs/00_core/05_base_integrator.ipynb #76c7d96e
 from __future__ import annotations
 import math
-import numbers
-import operator
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
@@ -14,30 +12,13 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 import torch
 
 from .base_module import TorchEBMModule, reject_unknown_arguments
+from .validation import check_int, check_real
 
 # %% auto #0
 __all__ = ['BaseIntegrator', 'BaseRungeKuttaIntegrator', 'BaseSDERungeKuttaIntegrator', 'BaseSymplecticIntegrator']
 
 # %% ../../nbs/00_core/05_base_integrator.ipynb #ff343c80
 _DRIFT_HINT = "drift=lambda x,t: -model.gradient(x)"
-
-def _real(value, name: str) -> float:
-    "`value` as a float, or `TypeError` naming `name`."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    return float(value)
-
-def _integer(value, name: str) -> int:
-    "`value` as an int, or `TypeError` naming `name`."
-    if isinstance(value, bool): raise TypeError(f"{name} must be an int; got {value!r}")
-    try: return operator.index(value)
-    except TypeError: raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}") from None
-
-def _check_n_steps(n_steps) -> int:
-    "Validate a number of steps: a positive int."
-    n = _integer(n_steps, 'n_steps')
-    if n <= 0: raise ValueError(f"n_steps must be positive; got {n}")
-    return n
 
 def _check_time_grid(t) -> torch.Tensor:
     "Validate a time grid: a 1-D tensor with at least 2 points."
@@ -48,7 +29,7 @@ def _check_time_grid(t) -> torch.Tensor:
 
 def _coefficient(value, x: torch.Tensor, name: str):
     "A Python float stays a float; a tensor is moved to `x`'s device/dtype and a `(B,)` tensor becomes `(B, 1, …, 1)`."
-    if not torch.is_tensor(value): return _real(value, name)
+    if not torch.is_tensor(value): return check_real(value, name, finite=False)
     v = value if (value.device == x.device and value.dtype == x.dtype) else value.to(x.device, x.dtype)
     if v.ndim == 1 and x.ndim > 1 and v.shape[0] == x.shape[0] and v.shape[0] > 1:
         return v.view((x.shape[0],) + (1,) * (x.ndim - 1))
@@ -58,7 +39,7 @@ def _step_pair(step_size, x: torch.Tensor):
     "The step size as applied to the state `(B, *S)` and to the time axis `(B,)`: two floats, or two tensor views."
     if step_size is None: raise ValueError("step_size is required (a number, a 0-d tensor or one value per sample)")
     if not torch.is_tensor(step_size):
-        h = _real(step_size, 'step_size')
+        h = check_real(step_size, 'step_size', finite=False)
         return h, h
     h = step_size if (step_size.device == x.device and step_size.dtype == x.dtype) else step_size.to(x.device, x.dtype)
     if h.numel() == 1:
@@ -77,12 +58,9 @@ def _axpy(y: torch.Tensor, a, x: torch.Tensor) -> torch.Tensor:
 
 def _set_solver_settings(owner, max_iter, tol, check_every) -> None:
     "Validate the Picard-solver settings shared by implicit integrators and store them on `owner`."
-    owner.solver_max_iter = _integer(max_iter, 'solver_max_iter')
-    if owner.solver_max_iter < 1: raise ValueError(f"solver_max_iter must be ≥ 1; got {owner.solver_max_iter}")
-    owner.solver_tol = _real(tol, 'solver_tol')
-    if not owner.solver_tol >= 0.0: raise ValueError(f"solver_tol must be ≥ 0; got {owner.solver_tol}")
-    owner.solver_check_every = _integer(check_every, 'solver_check_every')
-    if owner.solver_check_every < 0: raise ValueError(f"solver_check_every must be ≥ 0; got {owner.solver_check_every}")
+    owner.solver_max_iter = check_int(max_iter, 'solver_max_iter', minimum=1)
+    owner.solver_tol = check_real(tol, 'solver_tol', minimum=0, finite=False)
+    owner.solver_check_every = check_int(check_every, 'solver_check_every', minimum=0)
 
 def _picard(update: Callable, z0: torch.Tensor, max_iter: int, tol: float, check_every: int,
             residual: Optional[Callable] = None) -> torch.Tensor:
@@ -136,7 +114,7 @@ class BaseIntegrator(TorchEBMModule, ABC):
                 self._time_cache = torch.zeros(B, device=x.device, dtype=x.dtype)
                 self._time_cache_key = key
             return self._time_cache
-        if not torch.is_tensor(t): return torch.full((B,), _real(t, 't'), device=x.device, dtype=x.dtype)
+        if not torch.is_tensor(t): return torch.full((B,), check_real(t, 't', finite=False), device=x.device, dtype=x.dtype)
         if t.device != x.device or t.dtype != x.dtype: t = t.to(x.device, x.dtype)
         if t.numel() == 1: return t.reshape(1).expand(B)
         if t.shape != (B,): raise ValueError(f"t must be a number or have shape ({B},); got shape {tuple(t.shape)}")
@@ -226,18 +204,17 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                  solver_check_every: int = 0, # implicit stages: check the residual every this many iterations (0: never)
                 ):
         super().__init__(device=device, dtype=dtype)
-        self.atol, self.rtol = _real(atol, 'atol'), _real(rtol, 'rtol')
+        self.atol, self.rtol = check_real(atol, 'atol', finite=False), check_real(rtol, 'rtol', finite=False)
         for name, v in (('atol', self.atol), ('rtol', self.rtol)):
             if not (0.0 <= v < math.inf): raise ValueError(f"{name} must be a finite number ≥ 0; got {v}")
         if self.atol == 0.0 and self.rtol == 0.0: raise ValueError("atol and rtol cannot both be 0")
-        self.max_steps = _integer(max_steps, 'max_steps')
-        if self.max_steps < 1: raise ValueError(f"max_steps must be ≥ 1; got {self.max_steps}")
-        self.safety = _real(safety, 'safety')
-        if not 0.0 < self.safety <= 1.0: raise ValueError(f"safety must be in (0, 1]; got {self.safety}")
-        self.min_factor, self.max_factor = _real(min_factor, 'min_factor'), _real(max_factor, 'max_factor')
+        self.max_steps = check_int(max_steps, 'max_steps', minimum=1)
+        self.safety = check_real(safety, 'safety', minimum=0, maximum=1, strict_minimum=True, finite=False)
+        self.min_factor = check_real(min_factor, 'min_factor', finite=False)
+        self.max_factor = check_real(max_factor, 'max_factor', finite=False)
         if not 0.0 < self.min_factor <= 1.0: raise ValueError(f"min_factor must be in (0, 1]; got {self.min_factor}")
         if not 1.0 <= self.max_factor < math.inf: raise ValueError(f"max_factor must be a finite number ≥ 1; got {self.max_factor}")
-        self.max_step_size = _real(max_step_size, 'max_step_size')
+        self.max_step_size = check_real(max_step_size, 'max_step_size', finite=False)
         if not self.max_step_size > 0.0: raise ValueError(f"max_step_size must be > 0; got {self.max_step_size}")
         if norm is not None and not callable(norm): raise TypeError(f"norm must be callable or None; got {type(norm).__name__}")
         self.norm = norm
@@ -417,7 +394,7 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                  ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
         "Integrate $\\dot x = f(x, t)$ along a fixed grid, or adaptively from `t[0]` to `t[-1]`."
         drift = self._require_drift(drift)
-        n_steps = _check_n_steps(n_steps)
+        n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
         if t is not None: t = _check_time_grid(t)
         adaptive = self._resolve_adaptive(adaptive)
         x = state["x"]
@@ -500,7 +477,7 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
                  ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
         "Integrate $dx = f\\,dt + \\sqrt{2D}\\,dW$ along a fixed grid."
         drift = self._require_drift(drift)
-        n_steps = _check_n_steps(n_steps)
+        n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
         if t is not None: t = _check_time_grid(t)
         adaptive = self._resolve_adaptive(adaptive)
         if adaptive and (diffusion is not None or noise_scale is not None):

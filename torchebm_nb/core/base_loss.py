@@ -17,8 +17,9 @@ from .._deprecation import TorchEBMDeprecationWarning, declare_deprecation
 from .base_module import (TorchEBMModule, reject_unknown_arguments, resolve_generator,
                                           substitute_condition, warn_once)
 from .base_coupling import BaseModelCoupling
-from .base_sampler import BaseSampler, check_int
-from .base_scheduler import BaseScheduler, Schedulable, _check_number
+from .base_sampler import BaseSampler
+from .base_scheduler import BaseScheduler, Schedulable
+from .validation import check_bool, check_int, check_real
 
 # %% auto #0
 __all__ = ['BaseLoss', 'BaseContrastiveDivergence', 'BaseScoreMatching', 'BaseInterpolantLoss']
@@ -43,7 +44,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
                  *args: Any, **kwargs: Any):
         super().__init__(device=device, dtype=dtype)
         reject_unknown_arguments(self, args, kwargs)
-        self.cfg_dropout = _check_number(cfg_dropout, 'cfg_dropout')
+        self.cfg_dropout = check_real(cfg_dropout, 'cfg_dropout')
         if not 0.0 <= self.cfg_dropout <= 1.0: raise ValueError(f"cfg_dropout must be in [0, 1]; got {cfg_dropout}")
         if null_condition is not None and (isinstance(null_condition, bool) or
                                            not isinstance(null_condition, (int, float, torch.Tensor)) and not callable(null_condition)):
@@ -51,8 +52,7 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         if self.cfg_dropout > 0 and null_condition is None:
             raise ValueError("cfg_dropout > 0 needs a null_condition (e.g. the class id num_classes)")
         self.null_condition = null_condition
-        if not isinstance(check_conditioning, bool): raise TypeError(f"check_conditioning must be a bool; got {check_conditioning!r}")
-        self.check_conditioning = check_conditioning
+        self.check_conditioning = check_bool(check_conditioning, 'check_conditioning')
         self._probe_armed = check_conditioning
         self._probe_zero_calls = 0
 
@@ -153,10 +153,9 @@ class BaseContrastiveDivergence(BaseLoss):
         if not isinstance(sampler, BaseSampler): raise TypeError(f"sampler must be a BaseSampler; got {type(sampler).__name__}")
         self.model, self.sampler = model, sampler
         self.k_steps = check_int(k_steps, 'k_steps', minimum=1)
-        if not isinstance(persistent, bool): raise TypeError(f"persistent must be a bool; got {persistent!r}")
-        self.persistent = persistent
+        self.persistent = check_bool(persistent, 'persistent')
         self.buffer_size = check_int(buffer_size, 'buffer_size', minimum=1)
-        self.new_sample_ratio = _check_number(new_sample_ratio, 'new_sample_ratio')
+        self.new_sample_ratio = check_real(new_sample_ratio, 'new_sample_ratio')
         if not 0.0 <= self.new_sample_ratio <= 1.0: raise ValueError(f"new_sample_ratio must be in [0, 1]; got {new_sample_ratio}")
         self.init_steps = check_int(init_steps, 'init_steps', minimum=0)
         self.register_buffer('replay_buffer', None)
@@ -176,7 +175,7 @@ class BaseContrastiveDivergence(BaseLoss):
         chunk = check_int(buffer_chunk_size, 'buffer_chunk_size')
         generator = resolve_generator(generator, self.device)
         buffer = torch.randn(self._buffer_shape(tuple(data_shape_no_batch)), generator=generator, device=self.device, dtype=self.dtype)
-        buffer.mul_(_check_number(init_noise_scale, 'init_noise_scale'))
+        buffer.mul_(check_real(init_noise_scale, 'init_noise_scale'))
         if self.init_steps > 0:
             for start in range(0, self.buffer_size, chunk):
                 try:
@@ -314,8 +313,7 @@ class BaseScoreMatching(BaseLoss):
         self._register_param('regularization_strength', regularization_strength)
         if self.schedulers['regularization_strength'].get_value() < 0:
             raise ValueError(f"regularization_strength must be ≥ 0; got {self.schedulers['regularization_strength'].get_value()}")
-        if not isinstance(use_autograd, bool): raise TypeError(f"use_autograd must be a bool; got {use_autograd!r}")
-        self.use_autograd = use_autograd
+        self.use_autograd = check_bool(use_autograd, 'use_autograd')
         self.hutchinson_samples = check_int(hutchinson_samples, 'hutchinson_samples')
         if custom_regularization is not None and not callable(custom_regularization):
             raise TypeError("custom_regularization must be callable fn(x, model) or None")
@@ -380,7 +378,7 @@ class BaseScoreMatching(BaseLoss):
                            model_kwargs: Optional[dict] = None, # conditioning
                           ) -> torch.Tensor:
         "loss + λ·penalty, the penalty being mean_b Σ (∇E)² or `custom_reg_fn(x, model)`."
-        strength = self.regularization_strength if reg_strength is None else _check_number(reg_strength, 'reg_strength')
+        strength = self.regularization_strength if reg_strength is None else check_real(reg_strength, 'reg_strength')
         if strength == 0: return loss
         fn = custom_reg_fn or self.custom_regularization
         if fn is not None: return loss + strength * fn(x, self.model)
@@ -422,7 +420,7 @@ class BaseInterpolantLoss(BaseLoss):
         if not (t_sampler in ('uniform', 'lognormal') or callable(t_sampler)):
             raise ValueError(f"t_sampler must be 'uniform', 'lognormal' or a callable (B, *, device, dtype, generator) -> (B,); got {t_sampler!r}")
         self.t_sampler = t_sampler
-        self.t_p_mean, self.t_p_std = _check_number(t_p_mean, 't_p_mean'), _check_number(t_p_std, 't_p_std')
+        self.t_p_mean, self.t_p_std = check_real(t_p_mean, 't_p_mean'), check_real(t_p_std, 't_p_std')
         if self.t_p_std <= 0: raise ValueError(f"t_p_std must be positive; got {t_p_std}")
         if loss_weight_fn is not None and not callable(loss_weight_fn):
             raise TypeError(f"loss_weight_fn must be callable t -> weights or None; got {type(loss_weight_fn).__name__}")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .base_module import TorchEBMModule, reject_unknown_arguments
-from .base_scheduler import _check_number
+from .validation import check_real
 
 # %% auto #0
 __all__ = ['BaseModel', 'AnalyticModel', 'DoubleWellModel', 'GaussianModel', 'HarmonicModel', 'RosenbrockModel', 'AckleyModel',
@@ -118,8 +118,8 @@ class DoubleWellModel(AnalyticModel):
                  b: float = 1.0, # position of the wells
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.barrier_height = _check_number(barrier_height, 'barrier_height')
-        self.b = _check_number(b, 'b')
+        self.barrier_height = check_real(barrier_height, 'barrier_height')
+        self.b = check_real(b, 'b')
         if self.barrier_height <= 0: raise ValueError(f"barrier_height must be positive; got {barrier_height}")
 
     def forward(self, x):
@@ -177,7 +177,7 @@ class HarmonicModel(AnalyticModel):
     def __init__(self, k: float = 1.0, # spring constant, > 0
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.k = _check_number(k, 'k')
+        self.k = check_real(k, 'k')
         if self.k <= 0: raise ValueError(f"k must be positive; got {k}")
 
     def forward(self, x):
@@ -195,7 +195,7 @@ class RosenbrockModel(AnalyticModel):
                  b: float = 100.0, # valley steepness
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.a, self.b = _check_number(a, 'a'), _check_number(b, 'b')
+        self.a, self.b = check_real(a, 'a'), check_real(b, 'b')
 
     def _check_dim(self, d):
         if d < 2: raise ValueError(f"RosenbrockModel needs at least 2 dimensions; got {d}")
@@ -223,7 +223,7 @@ class AckleyModel(AnalyticModel):
                  c: float = 2 * math.pi, # frequency of the ripples
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.a, self.b, self.c = _check_number(a, 'a'), _check_number(b, 'b'), _check_number(c, 'c')
+        self.a, self.b, self.c = check_real(a, 'a'), check_real(b, 'b'), check_real(c, 'c')
 
     def forward(self, x):
         x = self._prepare(x)
@@ -246,7 +246,7 @@ class RastriginModel(AnalyticModel):
     def __init__(self, a: float = 10.0, # amplitude of the cosine ripples
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.a = _check_number(a, 'a')
+        self.a = check_real(a, 'a')
 
     def forward(self, x):
         x = self._prepare(x)
@@ -310,7 +310,7 @@ class CompositeModel(BaseModel):
             raise ValueError("models must be a non-empty list of BaseModel instances")
         for i, m in enumerate(models):
             if not isinstance(m, BaseModel): raise TypeError(f"models[{i}] must be a BaseModel; got {type(m).__name__}")
-        weights = [1.0] * len(models) if weights is None else [_check_number(w, 'weights') for w in weights]
+        weights = [1.0] * len(models) if weights is None else [check_real(w, 'weights') for w in weights]
         if len(weights) != len(models):
             raise ValueError(f"weights has {len(weights)} entries but there are {len(models)} models")
         self.models = nn.ModuleList(models)

@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from .validation import check_bool
+
 # %% auto #0
 __all__ = ['DeviceMixin', 'warn_once', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device',
            'resolve_device', 'resolve_dtype', 'resolve_generator', 'TorchEBMModule', 'substitute_condition']
@@ -158,8 +160,7 @@ class TorchEBMModule(nn.Module):
                               amp_dtype: torch.dtype = torch.float16, # float16 or bfloat16
                              ) -> None:
         "Configure autocast; off CUDA a request to enable it warns and leaves it disabled."
-        if not isinstance(use_mixed_precision, bool):
-            raise TypeError(f"use_mixed_precision must be a bool; got {use_mixed_precision!r}")
+        check_bool(use_mixed_precision, 'use_mixed_precision')
         if amp_dtype not in _AMP_DTYPES:
             raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16; got {amp_dtype!r}")
         self.amp_dtype = amp_dtype

@@ -4,28 +4,21 @@
 
 # %% ../../nbs/00_core/03_base_sampler.ipynb #062e879a
 from __future__ import annotations
-import numbers
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from .base_module import TorchEBMModule, normalize_device, resolve_device, resolve_dtype, resolve_generator
 from .base_scheduler import Schedulable
+from .validation import check_int, is_int
 
 # %% auto #0
-__all__ = ['check_int', 'negated_gradient', 'BaseSampler']
+__all__ = ['negated_gradient', 'BaseSampler']
 
 # %% ../../nbs/00_core/03_base_sampler.ipynb #cf1cddca
-def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    "Return `value` if it is an int ≥ `minimum`; `TypeError` for non-ints, `ValueError` below the minimum."
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
-    if value < minimum: raise ValueError(f"{name} must be ≥ {minimum}; got {value}")
-    return int(value)
-
 def _module_device(module: nn.Module) -> Optional[torch.device]:
     for t in module.parameters(): return normalize_device(t.device)
     for t in module.buffers():
@@ -104,7 +97,7 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
     def _initial_state(self, x, dim, n_samples: int, generator) -> torch.Tensor:
         "Validate and materialise the starting points as a fresh (B, *S) tensor on the sampler's device and dtype."
         if dim is not None:
-            shape = (dim,) if isinstance(dim, numbers.Integral) and not isinstance(dim, bool) else dim
+            shape = (dim,) if is_int(dim) else dim
             if not isinstance(shape, (tuple, list, torch.Size)) or not shape:
                 raise TypeError(f"dim must be an int or a tuple of ints; got {dim!r}")
             shape = tuple(check_int(d, 'dim') for d in shape)

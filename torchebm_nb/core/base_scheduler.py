@@ -5,37 +5,23 @@
 # %% ../../nbs/00_core/01_schedulers.ipynb #305f1f25
 from __future__ import annotations
 import math
-import numbers
 from abc import ABC, abstractmethod
 from typing import Any, Dict, List
 
 from torch import nn
+
+from .validation import check_bool, check_int, check_real, is_real
 
 # %% auto #0
 __all__ = ['BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
            'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable']
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #96e7a680
-def _check_number(value: Any, name: str) -> float:
-    "Return `value` as a float, or raise `TypeError` naming `name` if it is not a real number."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value): raise ValueError(f"{name} must be finite; got {value}")
-    return value
-
-def _check_steps(value: Any, name: str) -> int:
-    "Return `value` if it is a positive int, else raise (`TypeError` for non-ints, `ValueError` for ≤ 0)."
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
-    if value <= 0: raise ValueError(f"{name} must be positive; got {value}")
-    return int(value)
-
 class BaseScheduler(ABC):
     "A value that evolves with a step counter; `step()` increments the counter, then computes."
     def __init__(self, start_value: float, # the value at step 0
                 ):
-        self.start_value = _check_number(start_value, 'start_value')
+        self.start_value = check_real(start_value, 'start_value')
         self.step_count = 0
         self.current_value = self.start_value
 
@@ -83,8 +69,8 @@ class ExponentialDecayScheduler(BaseScheduler):
                  min_value: float = 0.0, # floor, ≥ 0
                 ):
         super().__init__(start_value)
-        self.decay_rate = _check_number(decay_rate, 'decay_rate')
-        self.min_value = _check_number(min_value, 'min_value')
+        self.decay_rate = check_real(decay_rate, 'decay_rate')
+        self.min_value = check_real(min_value, 'min_value')
         if not 0.0 < self.decay_rate <= 1.0: raise ValueError(f"decay_rate must be in (0, 1]; got {decay_rate}")
         if self.min_value < 0: raise ValueError(f"min_value must be ≥ 0; got {min_value}")
         self.current_value = max(self.min_value, self.start_value)
@@ -102,8 +88,8 @@ class _RampScheduler(BaseScheduler):
                  n_steps: int, # length of the schedule, > 0
                 ):
         super().__init__(start_value)
-        self.end_value = _check_number(end_value, 'end_value')
-        self.n_steps = _check_steps(n_steps, 'n_steps')
+        self.end_value = check_real(end_value, 'end_value')
+        self.n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
 
     def _progress(self) -> float:
         "Fraction of the schedule done, min(k, n)/n."
@@ -126,10 +112,10 @@ class MultiStepScheduler(BaseScheduler):
                  gamma: float = 0.1, # factor applied at each milestone
                 ):
         super().__init__(start_value)
-        self.gamma = _check_number(gamma, 'gamma')
+        self.gamma = check_real(gamma, 'gamma')
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, '__iter__'):
             raise TypeError(f"milestones must be a list of ints; got {milestones!r}")
-        self.milestones = [_check_steps(m, 'milestones') for m in milestones]
+        self.milestones = [check_int(m, 'milestones', minimum=0, strict_minimum=True) for m in milestones]
         if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
             raise ValueError(f"milestones must be strictly increasing; got {self.milestones}")
 
@@ -147,8 +133,8 @@ class WarmupScheduler(BaseScheduler):
         if not isinstance(main_scheduler, BaseScheduler):
             raise TypeError(f"main_scheduler must be a BaseScheduler; got {type(main_scheduler).__name__}")
         self.main_scheduler = main_scheduler
-        self.warmup_steps = _check_steps(warmup_steps, 'warmup_steps')
-        self.warmup_init_factor = _check_number(warmup_init_factor, 'warmup_init_factor')
+        self.warmup_steps = check_int(warmup_steps, 'warmup_steps', minimum=0, strict_minimum=True)
+        self.warmup_init_factor = check_real(warmup_init_factor, 'warmup_init_factor')
         super().__init__(main_scheduler.start_value * self.warmup_init_factor)
 
     def _compute_value(self) -> float:
@@ -170,12 +156,11 @@ class TemperatureScheduler(BaseScheduler):
                  t_end: float = 1.0, # clock after n_steps
                  sqrt: bool = True, # return √ε (a Langevin noise_scale) instead of ε
                 ):
-        self.epsilon_max = _check_number(epsilon_max, 'epsilon_max')
-        self.tau_star = _check_number(tau_star, 'tau_star')
-        self.n_steps = _check_steps(n_steps, 'n_steps')
-        self.t_start, self.t_end = _check_number(t_start, 't_start'), _check_number(t_end, 't_end')
-        if not isinstance(sqrt, bool): raise TypeError(f"sqrt must be a bool; got {sqrt!r}")
-        self.sqrt = sqrt
+        self.epsilon_max = check_real(epsilon_max, 'epsilon_max')
+        self.tau_star = check_real(tau_star, 'tau_star')
+        self.n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
+        self.t_start, self.t_end = check_real(t_start, 't_start'), check_real(t_end, 't_end')
+        self.sqrt = check_bool(sqrt, 'sqrt')
         if self.epsilon_max < 0: raise ValueError(f"epsilon_max must be ≥ 0; got {epsilon_max}")
         if not 0.0 <= self.tau_star < 1.0: raise ValueError(f"tau_star must be in [0, 1); got {tau_star}")
         if self.t_end < self.t_start: raise ValueError(f"t_end ({t_end}) must be ≥ t_start ({t_start})")
@@ -218,7 +203,7 @@ class Schedulable:
     def _register_param(self, name: str, value, *, positive: bool = False) -> BaseScheduler:
         "Register `value` (a number or a scheduler) as parameter `name`; `positive=True` requires a value > 0."
         if isinstance(value, BaseScheduler): scheduler = value
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool): scheduler = ConstantScheduler(value)
+        elif is_real(value): scheduler = ConstantScheduler(value)
         else: raise TypeError(f"{name} must be a number or a BaseScheduler; got {type(value).__name__} {value!r}")
         if positive:
             if scheduler is not value and not scheduler.get_value() > 0:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from .base_module import resolve_device, resolve_dtype, resolve_generator
-from .base_sampler import BaseSampler, check_int
-from .base_scheduler import _check_number
+from .base_sampler import BaseSampler
+from .validation import check_bool, check_int, check_real
 
 torch.set_float32_matmul_precision("high")
 
@@ -64,7 +64,7 @@ class BaseTrainer:
         self.loss_fn = loss_fn.to(device) if isinstance(loss_fn, nn.Module) else loss_fn
         self.optimizer = optimizer
         self.callbacks = list(callbacks or [])
-        if not isinstance(use_mixed_precision, bool): raise TypeError(f"use_mixed_precision must be a bool; got {use_mixed_precision!r}")
+        check_bool(use_mixed_precision, 'use_mixed_precision')
         if use_mixed_precision and device.type != 'cuda':
             warnings.warn(f"mixed precision needs CUDA; training on {device} in full precision", UserWarning, stacklevel=2)
             use_mixed_precision = False
@@ -76,7 +76,7 @@ class BaseTrainer:
             self.ema = EMA(self.model, decay=ema_decay)
         self.generator = resolve_generator(generator if generator is not None else torch.Generator().seed() % 2**63, device)
         self.progress = bool(progress)
-        self.max_grad_norm = None if max_grad_norm is None else _check_number(max_grad_norm, 'max_grad_norm')
+        self.max_grad_norm = None if max_grad_norm is None else check_real(max_grad_norm, 'max_grad_norm')
         self.global_step = 0         # optimiser steps taken
         self.epoch = 0               # epochs completed
         self._micro = 0              # micro-batches since the last optimiser step
@@ -231,7 +231,7 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
                  **kwargs, # BaseTrainer additions: callbacks, ema_decay, generator, progress, max_grad_norm
                 ):
         from torchebm_nb.losses.contrastive_divergence import ContrastiveDivergence   # losses sit above core
-        learning_rate = _check_number(learning_rate, 'learning_rate')
+        learning_rate = check_real(learning_rate, 'learning_rate')
         if learning_rate <= 0: raise ValueError(f"learning_rate must be positive; got {learning_rate}")
         if optimizer is None: optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
         device = resolve_device(device) or torch.device('cuda' if torch.cuda.is_available() else 'cpu')

@@ -12,8 +12,7 @@ import torch
 
 from ..core.base_coupling import BaseCoupling, BaseCostCoupling, BaseModelCoupling, CouplingResult
 from ..core.base_module import resolve_generator
-from ..core.base_sampler import check_int
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_int, check_real
 
 # %% auto #0
 __all__ = ['IndependentCoupling', 'ExactOTCoupling', 'SinkhornCoupling', 'GreedyCoupling', 'UnbalancedSinkhornCoupling',
@@ -70,13 +69,6 @@ def _auction_assignment(cost: torch.Tensor, # square cost matrix (n, n), finite
         eps /= scale_factor
     return torch.from_numpy(assigned).to(cost.device)
 
-# %% ../../nbs/35_couplings/00_couplings.ipynb #1708d907
-def _positive_number(value: Any, name: str) -> float:
-    "A finite real number > 0, else `TypeError`/`ValueError` naming `name`."
-    value = _check_number(value, name)
-    if value <= 0: raise ValueError(f"{name} must be positive; got {value:g}")
-    return value
-
 # %% ../../nbs/35_couplings/00_couplings.ipynb #45dcfb36
 class ExactOTCoupling(BaseCostCoupling):
     "Exact minibatch OT: the optimal permutation of `x1` (auction algorithm), within `tol` of the optimal cost."
@@ -84,7 +76,7 @@ class ExactOTCoupling(BaseCostCoupling):
                  process_group=None, # not supported: must be None
                 ):
         super().__init__(process_group=process_group)
-        self.tol = _positive_number(tol, 'tol')
+        self.tol = check_real(tol, 'tol', minimum=0, strict_minimum=True)
 
     def _solve(self, cost: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         return _auction_assignment(cost, tol=self.tol)
@@ -124,7 +116,7 @@ class SinkhornCoupling(BaseCostCoupling):
                  process_group=None, # couple over the pooled batches of this group's ranks (a collective); None: local
                 ):
         super().__init__(process_group=process_group)
-        self.reg = _positive_number(reg, 'reg')
+        self.reg = check_real(reg, 'reg', minimum=0, strict_minimum=True)
         self.n_iters = check_int(n_iters, 'n_iters')
 
     @torch.no_grad()
@@ -182,7 +174,7 @@ class UnbalancedSinkhornCoupling(SinkhornCoupling):
                  process_group=None, # not supported: must be None
                 ):
         super().__init__(reg=reg, n_iters=n_iters, process_group=process_group)
-        self.reg_marginal = _positive_number(reg_marginal, 'reg_marginal')
+        self.reg_marginal = check_real(reg_marginal, 'reg_marginal', minimum=0, strict_minimum=True)
 
     def _plan(self, cost: torch.Tensor) -> torch.Tensor:   # each scaling update damped by ρ/(ρ + ε)
         return _sinkhorn_plan(cost, self.reg, self.n_iters, damping=self.reg_marginal / (self.reg_marginal + self.reg))

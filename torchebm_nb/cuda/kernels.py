@@ -17,6 +17,7 @@ import torch
 from ..core.base_model import (AckleyModel, DoubleWellModel, GaussianModel, HarmonicModel, RastriginModel,
                                RosenbrockModel)
 from ..core.base_module import warn_once
+from ..core.validation import check_seed, is_int
 from .philox import PHILOX_CUDA_SOURCE, philox_counters
 from .runtime import current_stream, get_cupy, kernels_available
 
@@ -544,16 +545,8 @@ def _seed_tensor(seed, x: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"seed must be a one-element int64 tensor on {x.device} (or an int); "
                              f"got {seed.dtype} with {seed.numel()} elements on {seed.device}")
         return seed.reshape(1)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or a one-element int64 tensor; got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**63: raise ValueError(f"seed must be in [0, 2**63); got {seed}")
-    return torch.tensor([int(seed)], dtype=torch.int64, device=x.device)
-
-def _check_counter(counter) -> int:
-    if isinstance(counter, bool) or not isinstance(counter, (int, np.integer)):
-        raise TypeError(f"counter must be an int; got {type(counter).__name__}")
-    if not 0 <= int(counter) < 2**63: raise ValueError(f"counter must be in [0, 2**63); got {counter}")
-    return int(counter)
+    if not is_int(seed): raise TypeError(f"seed must be an int or a one-element int64 tensor; got {type(seed).__name__}")
+    return torch.tensor([check_seed(seed, bits=63)], dtype=torch.int64, device=x.device)
 
 def _check_clamp(clamp):
     if clamp is None: return 0, np.float32(0.0), np.float32(0.0)
@@ -631,7 +624,7 @@ def langevin_update_(x: torch.Tensor, # chains, float32, contiguous; updated in 
     for name, v in (('step_size', step_size), ('noise_coef', noise_coef)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError(f"{name} must be a finite number; got {v!r}")
-    counter = _check_counter(counter)
+    counter = check_seed(counter, 'counter', bits=63)
     return FusedLangevinUpdate(x, seed, clamp, backend)(grad, step_size, noise_coef, counter, noise)
 
 # %% ../../nbs/60_cuda/03_kernels.ipynb #32f6d398
@@ -815,7 +808,7 @@ def langevin_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous
                    ) -> int:
     "Whole-chain Euler–Maruyama Langevin for an analytic energy in one launch; returns the next free Philox counter."
     chain = WholeChainLangevin(x, model, seed, clamp, backend)
-    return chain(chain.step_arrays(step_sizes, noise_coefs), _check_counter(counter), noise=noise, first_bad=first_bad, step0=step0)
+    return chain(chain.step_arrays(step_sizes, noise_coefs), check_seed(counter, 'counter', bits=63), noise=noise, first_bad=first_bad, step0=step0)
 
 # %% ../../nbs/60_cuda/03_kernels.ipynb #dc951686
 def _mass_args(mass, plan: EnergyPlan, x: torch.Tensor):
@@ -930,5 +923,5 @@ def hmc_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous; upd
               ) -> Tuple[int, torch.Tensor, torch.Tensor]:
     "Whole-chain HMC in one launch: (next Philox counter, energy at the final state (n_chains,), last iteration accepted (n_chains,) bool)."
     chain = WholeChainHMC(x, model, n_leapfrog_steps, seed, mass, max_force, backend)
-    return chain(chain.step_arrays(step_sizes), _check_counter(counter), noise=noise, uniforms=uniforms,
+    return chain(chain.step_arrays(step_sizes), check_seed(counter, 'counter', bits=63), noise=noise, uniforms=uniforms,
                  n_accepted=n_accepted, first_bad=first_bad, step0=step0)

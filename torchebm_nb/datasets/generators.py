@@ -14,31 +14,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..core.base_module import normalize_device, resolve_device, resolve_dtype
-from ..core.base_sampler import check_int
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_int, check_real, check_seed
 
 # %% auto #0
 __all__ = ['BaseSyntheticDataset', 'GaussianMixtureDataset', 'EightGaussiansDataset', 'TwoMoonsDataset', 'SwissRollDataset',
            'CircleDataset', 'CheckerboardDataset', 'PinwheelDataset', 'GridDataset']
-
-# %% ../../nbs/50_data_models/00_datasets.ipynb #42bbe7f8
-def _check_positive(value, name: str) -> float:
-    "`value` as a float, or `ValueError` naming `name` unless it is a finite number > 0."
-    value = _check_number(value, name)
-    if value <= 0: raise ValueError(f"{name} must be positive; got {value}")
-    return value
-
-def _check_non_negative(value, name: str) -> float:
-    "`value` as a float, or `ValueError` naming `name` unless it is a finite number ≥ 0."
-    value = _check_number(value, name)
-    if value < 0: raise ValueError(f"{name} must be non-negative; got {value}")
-    return value
-
-def _check_seed(seed, name: str = 'seed') -> int:
-    "An int seed in [0, 2**64), the range `torch.Generator.manual_seed` accepts."
-    seed = check_int(seed, name, minimum=0)
-    if seed >= 2**64: raise ValueError(f"{name} must be < 2**64; got {seed}")
-    return seed
 
 # %% ../../nbs/50_data_models/00_datasets.ipynb #a42818d2
 class BaseSyntheticDataset(Dataset, ABC):
@@ -61,7 +41,7 @@ class BaseSyntheticDataset(Dataset, ABC):
         "`n` points, a float64 CPU tensor of shape `(n, 2)`, drawn with the private generator."
 
     def _reseed(self, seed: Optional[int]) -> int:
-        seed = random.SystemRandom().getrandbits(63) if seed is None else _check_seed(seed)
+        seed = random.SystemRandom().getrandbits(63) if seed is None else check_seed(seed)
         self._generator.manual_seed(seed)
         return seed
 
@@ -126,8 +106,8 @@ class GaussianMixtureDataset(BaseSyntheticDataset):
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
         self.n_components = check_int(n_components, 'n_components')
-        self.std = _check_non_negative(std, 'std')
-        self.radius = _check_positive(radius, 'radius')
+        self.std = check_real(std, 'std', minimum=0)
+        self.radius = check_real(radius, 'radius', minimum=0, strict_minimum=True)
         self._centers = _ring(self.n_components, self.radius)
         super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
 
@@ -150,8 +130,8 @@ class EightGaussiansDataset(GaussianMixtureDataset):
                  dtype: torch.dtype = torch.float32, # floating dtype of `.data`
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
-        self.n_components, self.std = 8, _check_non_negative(std, 'std')
-        self.scale = self.radius = _check_positive(scale, 'scale')
+        self.n_components, self.std = 8, check_real(std, 'std', minimum=0)
+        self.scale = self.radius = check_real(scale, 'scale', minimum=0, strict_minimum=True)
         d = 1 / math.sqrt(2)
         unit = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)],
                             dtype=torch.float64, device='cpu')
@@ -167,7 +147,7 @@ class TwoMoonsDataset(BaseSyntheticDataset):
                  dtype: torch.dtype = torch.float32, # floating dtype of `.data`
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
-        self.noise = _check_non_negative(noise, 'noise')
+        self.noise = check_real(noise, 'noise', minimum=0)
         super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
 
     def _sample(self, n: int) -> torch.Tensor:
@@ -188,8 +168,8 @@ class SwissRollDataset(BaseSyntheticDataset):
                  dtype: torch.dtype = torch.float32, # floating dtype of `.data`
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
-        self.noise = _check_non_negative(noise, 'noise')
-        self.arclength = _check_positive(arclength, 'arclength')
+        self.noise = check_real(noise, 'noise', minimum=0)
+        self.arclength = check_real(arclength, 'arclength', minimum=0, strict_minimum=True)
         super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
 
     @property
@@ -222,8 +202,8 @@ class CircleDataset(BaseSyntheticDataset):
                  dtype: torch.dtype = torch.float32, # floating dtype of `.data`
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
-        self.noise = _check_non_negative(noise, 'noise')
-        self.radius = _check_positive(radius, 'radius')
+        self.noise = check_real(noise, 'noise', minimum=0)
+        self.radius = check_real(radius, 'radius', minimum=0, strict_minimum=True)
         super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
 
     def _sample(self, n: int) -> torch.Tensor:
@@ -240,8 +220,8 @@ class CheckerboardDataset(BaseSyntheticDataset):
                  dtype: torch.dtype = torch.float32, # floating dtype of `.data`
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
-        self.range_limit = _check_positive(range_limit, 'range_limit')
-        self.noise = _check_non_negative(noise, 'noise')
+        self.range_limit = check_real(range_limit, 'range_limit', minimum=0, strict_minimum=True)
+        self.noise = check_real(noise, 'noise', minimum=0)
         super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
 
     def _sample(self, n: int) -> torch.Tensor:
@@ -267,10 +247,10 @@ class PinwheelDataset(BaseSyntheticDataset):
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
         self.n_classes = check_int(n_classes, 'n_classes')
-        self.noise = _check_non_negative(noise, 'noise')
-        self.radial_scale = _check_positive(radial_scale, 'radial_scale')
-        self.angular_scale = _check_non_negative(angular_scale, 'angular_scale')
-        self.spiral_scale = _check_number(spiral_scale, 'spiral_scale')
+        self.noise = check_real(noise, 'noise', minimum=0)
+        self.radial_scale = check_real(radial_scale, 'radial_scale', minimum=0, strict_minimum=True)
+        self.angular_scale = check_real(angular_scale, 'angular_scale', minimum=0)
+        self.spiral_scale = check_real(spiral_scale, 'spiral_scale')
         super().__init__(n_samples, device=device, dtype=dtype, seed=seed)
 
     def _sample(self, n: int) -> torch.Tensor:
@@ -291,8 +271,8 @@ class GridDataset(BaseSyntheticDataset):
                  seed: Optional[int] = None, # seed of the private generator; None draws one from the OS
                 ):
         self.n_samples_per_dim = check_int(n_samples_per_dim, 'n_samples_per_dim')
-        self.range_limit = _check_positive(range_limit, 'range_limit')
-        self.noise = _check_non_negative(noise, 'noise')
+        self.range_limit = check_real(range_limit, 'range_limit', minimum=0, strict_minimum=True)
+        self.noise = check_real(noise, 'noise', minimum=0)
         super().__init__(self.n_samples_per_dim ** 2, device=device, dtype=dtype, seed=seed)
 
     @property

@@ -9,8 +9,8 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 
-from ..core.base_integrator import (BaseSymplecticIntegrator, _axpy, _check_n_steps, _picard, _set_solver_settings,
-                                              _real, _step_pair)
+from ..core.base_integrator import BaseSymplecticIntegrator, _axpy, _picard, _set_solver_settings, _step_pair
+from ..core.validation import check_int, check_real
 
 # %% auto #0
 __all__ = ['LeapfrogIntegrator', 'GeneralisedLeapfrogIntegrator']
@@ -22,7 +22,7 @@ def _inverse_mass(mass, x: torch.Tensor):
     if torch.is_tensor(mass):
         m = mass if (mass.device == x.device and mass.dtype == x.dtype) else mass.to(x.device, x.dtype)
         return m.clamp(min=1e-10).reciprocal()
-    return 1.0 / max(_real(mass, 'mass'), 1e-10)
+    return 1.0 / max(check_real(mass, 'mass', finite=False), 1e-10)
 
 # %% ../../nbs/10_integrators/02_leapfrog.ipynb #c4560f08
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
@@ -74,7 +74,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                  ) -> Dict[str, torch.Tensor]: # {"x", "p", "force"} after `n_steps` steps
         "`n_steps` leapfrog steps, with `n_steps + 1` force evaluations (or `n_steps` when the state carries `\"force\"`)."
         if n_steps is None: raise ValueError("n_steps is required (a positive int)")
-        n_steps = _check_n_steps(n_steps)
+        n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
         with torch.inference_mode() if inference_mode else nullcontext():
             return self._run(state, step_size, n_steps, mass, drift, safe)
 
@@ -133,6 +133,6 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
                  ) -> Dict[str, torch.Tensor]: # {"x", "p"} after `n_steps` steps
         "`n_steps` generalised leapfrog steps."
         if n_steps is None: raise ValueError("n_steps is required (a positive int)")
-        n_steps = _check_n_steps(n_steps)
+        n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
         with torch.inference_mode() if inference_mode else nullcontext():
             return self._run(state, step_size, n_steps, force, velocity, safe)

@@ -4,33 +4,25 @@
 
 # %% ../../nbs/30_paths/00c_variance_preserving.ipynb #a1feb1bf
 from __future__ import annotations
-import math
-import numbers
 from typing import Tuple
 
 import torch
 
 from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
+from ..core.validation import check_real
 
 # %% auto #0
 __all__ = ['VariancePreservingInterpolant']
 
 # %% ../../nbs/30_paths/00c_variance_preserving.ipynb #74fb24ff
-def _check_rate(value, name: str) -> float:
-    "`value` as a finite float ≥ 0, else `TypeError`/`ValueError` naming `name`."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 0: raise ValueError(f"{name} must be finite and ≥ 0; got {value}")
-    return float(value)
-
 class VariancePreservingInterpolant(BaseInterpolant):
     "The variance-preserving path of score-based diffusion (VP SDE with a linear β schedule), run from noise to data."
 
     def __init__(self, sigma_min: float = 0.1, # β at the data end (t = 1), ≥ 0
                  sigma_max: float = 20.0, # β at the noise end (t = 0), > 0 and ≥ sigma_min
                 ):
-        self.sigma_min = _check_rate(sigma_min, 'sigma_min')
-        self.sigma_max = _check_rate(sigma_max, 'sigma_max')
+        self.sigma_min = check_real(sigma_min, 'sigma_min', minimum=0)
+        self.sigma_max = check_real(sigma_max, 'sigma_max', minimum=0)
         if self.sigma_max <= 0 or self.sigma_max < self.sigma_min:
             raise ValueError(f"sigma_max must be positive and ≥ sigma_min; got sigma_min={sigma_min}, sigma_max={sigma_max}")
 

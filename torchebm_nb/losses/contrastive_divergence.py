@@ -15,8 +15,8 @@ from .._deprecation import declare_deprecation
 from ..core.base_loss import BaseContrastiveDivergence
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
-from ..core.base_sampler import BaseSampler, check_int
-from ..core.base_scheduler import _check_number
+from ..core.base_sampler import BaseSampler
+from ..core.validation import check_bool, check_int, check_real
 
 # %% auto #0
 __all__ = ['ContrastiveDivergence', 'PersistentContrastiveDivergence', 'ParallelTemperingCD']
@@ -30,16 +30,6 @@ _CALL_TIME_DEPRECATION = declare_deprecation(
     replacement='the constructor arguments of the same names (or the attributes loss.energy_reg_weight, '
                 'loss.add_noise_to_real, loss.noise_scale)',
     message='A value given at call time overrides the constructor value for that call only.')
-
-def _check_non_negative(value: Any, name: str) -> float:
-    "A finite number ≥ 0, else `TypeError`/`ValueError` naming the argument."
-    value = _check_number(value, name)
-    if not math.isfinite(value) or value < 0: raise ValueError(f"{name} must be a finite number ≥ 0; got {value}")
-    return float(value)
-
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool): raise TypeError(f"{name} must be a bool; got {value!r}")
-    return value
 
 def _check_batch(x: Any, name: str = 'x') -> None:
     "A floating batch `(B, *S)`."
@@ -63,9 +53,9 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Union[str, torch.device, None] = torch.device('cpu'), # device (the model's, once it has parameters)
                  *args, **kwargs): # cfg_dropout, null_condition, check_conditioning (see BaseLoss)
-        options = dict(energy_reg_weight=_check_non_negative(energy_reg_weight, 'energy_reg_weight'),
-                       add_noise_to_real=_check_bool(add_noise_to_real, 'add_noise_to_real'),
-                       noise_scale=_check_non_negative(noise_scale, 'noise_scale'))
+        options = dict(energy_reg_weight=check_real(energy_reg_weight, 'energy_reg_weight', minimum=0),
+                       add_noise_to_real=check_bool(add_noise_to_real, 'add_noise_to_real'),
+                       noise_scale=check_real(noise_scale, 'noise_scale', minimum=0))
         super().__init__(model, sampler, k_steps, persistent, buffer_size, new_sample_ratio, init_steps, dtype, device,
                          *args, **kwargs)
         for name, value in options.items(): setattr(self, name, value)
@@ -76,11 +66,11 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         found = {k: kwargs.pop(k) for k in _CALL_TIME_OPTIONS if k in kwargs}
         if found: _CALL_TIME_DEPRECATION.warn(stacklevel=stacklevel)
         return dict(
-            energy_reg_weight=(_check_non_negative(found['energy_reg_weight'], 'energy_reg_weight')
+            energy_reg_weight=(check_real(found['energy_reg_weight'], 'energy_reg_weight', minimum=0)
                                if 'energy_reg_weight' in found else self.energy_reg_weight),
-            add_noise_to_real=(_check_bool(found['add_noise_to_real'], 'add_noise_to_real')
+            add_noise_to_real=(check_bool(found['add_noise_to_real'], 'add_noise_to_real')
                                if 'add_noise_to_real' in found else self.add_noise_to_real),
-            noise_scale=_check_non_negative(found['noise_scale'], 'noise_scale') if 'noise_scale' in found else self.noise_scale)
+            noise_scale=check_real(found['noise_scale'], 'noise_scale', minimum=0) if 'noise_scale' in found else self.noise_scale)
 
     def _loss(self, x: torch.Tensor, pred_x: torch.Tensor, model_kwargs: dict, generator: Optional[torch.Generator],
               energy_reg_weight: float, add_noise_to_real: bool, noise_scale: float) -> torch.Tensor:
@@ -169,7 +159,7 @@ class _TemperedEnergy(BaseModel):
 def _geometric_temperatures(n_replicas: Any, max_temperature: Any) -> torch.Tensor:
     "Tₖ = T_max^(k/(K−1)), k = 0…K−1."
     n = check_int(n_replicas, 'n_replicas', minimum=2)
-    t_max = _check_number(max_temperature, 'max_temperature')
+    t_max = check_real(max_temperature, 'max_temperature')
     if not math.isfinite(t_max) or t_max <= 1: raise ValueError(f"max_temperature must be a finite number > 1; got {max_temperature}")
     return torch.tensor([t_max ** (k / (n - 1)) for k in range(n)], dtype=torch.float64)
 
@@ -178,7 +168,7 @@ def _check_temperatures(temperatures: Any) -> torch.Tensor:
     if torch.is_tensor(temperatures) and temperatures.ndim == 1: values = temperatures.detach().cpu().tolist()
     elif isinstance(temperatures, (list, tuple)): values = list(temperatures)
     else: raise TypeError(f"temperatures must be a 1-D sequence of numbers; got {type(temperatures).__name__}")
-    values = [_check_number(t, f'temperatures[{i}]') for i, t in enumerate(values)]
+    values = [check_real(t, f'temperatures[{i}]') for i, t in enumerate(values)]
     if len(values) < 2: raise ValueError(f"temperatures must hold at least 2 values (1.0 and hotter ones); got {values}")
     if not all(math.isfinite(t) for t in values): raise ValueError(f"temperatures must be finite; got {values}")
     if values[0] != 1.0: raise ValueError(f"temperatures[0] must be 1.0 (the replica that gives the negatives); got {values[0]}")

@@ -14,8 +14,9 @@ from ..core.base_interpolant import BaseInterpolant
 from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
-from ..core.base_sampler import BaseSampler, check_int
-from ..core.base_scheduler import BaseScheduler, ConstantScheduler, TemperatureScheduler, _check_number
+from ..core.base_sampler import BaseSampler
+from ..core.base_scheduler import BaseScheduler, ConstantScheduler, TemperatureScheduler
+from ..core.validation import check_int, check_real
 from .loss_utils import compute_flow_weight, mean_flat, trimmed_mean
 from ..samplers.langevin_dynamics import LangevinDynamics
 
@@ -62,15 +63,15 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
         if not isinstance(model, BaseModel):
             raise TypeError(f"model must be a BaseModel (a potential V(x) -> (B,)); got {type(model).__name__}")
         self.model = model
-        self.noise_fraction = _check_number(noise_fraction, 'noise_fraction')
+        self.noise_fraction = check_real(noise_fraction, 'noise_fraction')
         if not 0.0 <= self.noise_fraction <= 1.0: raise ValueError(f"noise_fraction must be in [0, 1]; got {noise_fraction}")
-        self.cd_trim_fraction = _check_number(cd_trim_fraction, 'cd_trim_fraction')
+        self.cd_trim_fraction = check_real(cd_trim_fraction, 'cd_trim_fraction')
         if not 0.0 <= self.cd_trim_fraction < 1.0: raise ValueError(f"cd_trim_fraction must be in [0, 1); got {cd_trim_fraction}")
-        self.cd_clamp = None if cd_clamp is None else _check_number(cd_clamp, 'cd_clamp')
+        self.cd_clamp = None if cd_clamp is None else check_real(cd_clamp, 'cd_clamp')
         if self.cd_clamp is not None and self.cd_clamp < 0: raise ValueError(f"cd_clamp must be ≥ 0 or None; got {cd_clamp}")
-        self.langevin_dt = _check_number(langevin_dt, 'langevin_dt')
+        self.langevin_dt = check_real(langevin_dt, 'langevin_dt')
         if not self.langevin_dt > 0: raise ValueError(f"langevin_dt must be positive; got {langevin_dt}")
-        self.flow_weight_cutoff = _check_number(flow_weight_cutoff, 'flow_weight_cutoff')
+        self.flow_weight_cutoff = check_real(flow_weight_cutoff, 'flow_weight_cutoff')
         self.n_langevin_steps = check_int(n_langevin_steps, 'n_langevin_steps', minimum=1)
         # the two noise schedules of the negatives (validated here); sample() resets them at every run
         self._sweep = TemperatureScheduler(epsilon_max, tau_star, n_steps=self.n_langevin_steps)
@@ -101,7 +102,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
 
     def _register_nonnegative(self, name: str, value: Union[float, BaseScheduler]) -> None:
         "Register a number or scheduler as parameter `name` after checking that its current value is ≥ 0."
-        current = value.get_value() if isinstance(value, BaseScheduler) else _check_number(value, name)
+        current = value.get_value() if isinstance(value, BaseScheduler) else check_real(value, name)
         if current < 0: raise ValueError(f"{name} must be ≥ 0; got {current}")
         self._register_param(name, value)
 

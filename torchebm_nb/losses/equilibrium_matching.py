@@ -16,7 +16,8 @@ from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
 from ..core.base_coupling import BaseCoupling
 from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters
 from ..core.base_module import resolve_generator, warn_once
-from ..core.base_scheduler import BaseScheduler, _check_number
+from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_bool, check_real
 from .loss_utils import compute_eqm_ct, dispersive_loss, mean_flat
 
 # %% auto #0
@@ -78,15 +79,15 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
         if not (callable(ct) or isinstance(ct, str) and ct in _CT_KINDS):
             raise ValueError(f"ct must be one of 'truncated', 'linear', 'constant' or a callable t -> c(t); got {ct!r}")
         self.ct = ct
-        self.ct_threshold = _check_number(ct_threshold, 'ct_threshold')
-        self.ct_multiplier = _check_number(ct_multiplier, 'ct_multiplier')
+        self.ct_threshold = check_real(ct_threshold, 'ct_threshold')
+        self.ct_multiplier = check_real(ct_multiplier, 'ct_multiplier')
         if ct == 'truncated' and not 0.0 < self.ct_threshold < 1.0:
             raise ValueError(f"ct_threshold must be in (0, 1) for ct='truncated'; got {ct_threshold} (use ct='linear' "
                              "or ct='constant' for the endpoints)")
         for name, value in (('apply_dispersion', apply_dispersion), ('time_invariant', time_invariant)):
-            if not isinstance(value, bool): raise TypeError(f"{name} must be a bool; got {value!r}")
+            check_bool(value, name)
         self.apply_dispersion = apply_dispersion
-        self.dispersion_weight = _check_number(dispersion_weight, 'dispersion_weight')
+        self.dispersion_weight = check_real(dispersion_weight, 'dispersion_weight')
         if model_time is not None:
             if model_time not in ('zero', 'true'):
                 raise ValueError(f"model_time must be 'zero', 'true' or None; got {model_time!r} (and it is "

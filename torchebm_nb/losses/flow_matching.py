@@ -14,6 +14,7 @@ from ..core.base_coupling import BaseCoupling
 from ..core.base_loss import BaseInterpolantLoss
 from ..core.base_module import resolve_generator
 from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_bool
 from .loss_utils import mean_flat
 
 # %% auto #0
@@ -39,9 +40,8 @@ class FlowMatchingLoss(BaseInterpolantLoss):
         super().__init__(interpolant, coupling, train_eps, t_sampler, t_p_mean, t_p_std, loss_weight_fn, dtype, device,
                          *args, **kwargs)
         if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-        if not isinstance(negate_velocity, bool): raise TypeError(f"negate_velocity must be a bool; got {negate_velocity!r}")
+        self.negate_velocity = check_bool(negate_velocity, 'negate_velocity')
         self.model = model
-        self.negate_velocity = negate_velocity
 
     def training_losses(self, x1: torch.Tensor, # data (B, *S)
                         model_kwargs: Optional[Dict[str, Any]] = None, # conditioning passed to the model

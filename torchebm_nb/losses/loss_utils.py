@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_real
 from ..interpolants.interpolant_utils import get_interpolant
 
 # %% auto #0
@@ -30,7 +30,7 @@ def trimmed_mean(values: torch.Tensor, # the values (flattened), e.g. energies o
                  trim_fraction: float, # fraction f in [0, 1) of the largest values to drop: int(f·n) of them
                 ) -> torch.Tensor: # 0-d: the mean of the n − int(f·n) smallest values
     "Mean of the values after dropping the largest `int(trim_fraction · n)` of them."
-    trim_fraction = _check_number(trim_fraction, 'trim_fraction')
+    trim_fraction = check_real(trim_fraction, 'trim_fraction')
     if not 0.0 <= trim_fraction < 1.0: raise ValueError(f"trim_fraction must be in [0, 1); got {trim_fraction}")
     values = values.reshape(-1)
     n = values.shape[0]
@@ -44,7 +44,7 @@ def compute_flow_weight(t: torch.Tensor, # times, any shape
                         cutoff: float = 0.8, # a: the weight is 1 up to t = a, then falls linearly to 0 at t = 1; a ≥ 1 disables the gate
                        ) -> torch.Tensor: # w(t), shaped like t
     "The flow-term gate w(t) = clamp((1 − t)/(1 − cutoff), 0, 1)."
-    cutoff = _check_number(cutoff, 'cutoff')
+    cutoff = check_real(cutoff, 'cutoff')
     if cutoff >= 1.0: return torch.ones_like(t)
     return ((1.0 - t) / (1.0 - cutoff)).clamp(0.0, 1.0)
 
@@ -54,7 +54,7 @@ def compute_eqm_ct(t: torch.Tensor, # times, any shape
                    multiplier: float = 4.0, # λ: the gradient multiplier
                   ) -> torch.Tensor: # c(t), shaped like t
     "The truncated EqM scale c(t) = λ·min(1, (1 − t)/(1 − a))."
-    threshold, multiplier = _check_number(threshold, 'threshold'), _check_number(multiplier, 'multiplier')
+    threshold, multiplier = check_real(threshold, 'threshold'), check_real(multiplier, 'multiplier')
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1); got {threshold} (the endpoints are the 'linear' (a → 0) and "
                          "'constant' (a → 1) ct choices of EquilibriumMatchingLoss)")

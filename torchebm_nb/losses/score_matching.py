@@ -14,7 +14,7 @@ from torch import nn
 from ..core.base_loss import BaseScoreMatching, _dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
-from ..core.base_sampler import check_int
+from ..core.validation import check_int
 
 # %% auto #0
 __all__ = ['ScoreMatching', 'DenoisingScoreMatching', 'SlicedScoreMatching']

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from .._deprecation import deprecated
+from ..core.validation import check_bool
 from .dit import DiT
 
 # %% auto #0
@@ -30,8 +31,7 @@ class ConditionalTransformer2D(DiT):
                  mlp_ratio: float = 4.0, # feed-forward expansion
                  use_sincos_pos_embed: bool = True, # the fixed 2-D sin-cos table, or no positional embedding
                 ):
-        if not isinstance(use_sincos_pos_embed, bool):
-            raise TypeError(f"use_sincos_pos_embed must be a bool; got {use_sincos_pos_embed!r}")
+        check_bool(use_sincos_pos_embed, 'use_sincos_pos_embed')
         super().__init__(input_size=input_size, in_channels=in_channels, patch_size=patch_size, out_channels=out_channels,
                          embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, cond_dim=cond_dim,
                          pos_embed='sincos' if use_sincos_pos_embed else None)

@@ -9,8 +9,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..core.base_sampler import check_int
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_int, check_real
 from .components.embeddings import _ConditionalBackbone, _xavier_linear_init
 from .components.heads import AdaLNZeroPatchHead
 from .components.patch import ConvPatchEmbed2d
@@ -67,7 +66,7 @@ class DiT(_ConditionalBackbone):
         self.in_channels = check_int(in_channels, 'in_channels')
         self.out_channels = self.in_channels if out_channels is None else check_int(out_channels, 'out_channels')
         self.embed_dim, self.depth, self.num_heads = embed_dim, check_int(depth, 'depth', minimum=0), check_int(num_heads, 'num_heads')
-        self.mlp_ratio = _check_number(mlp_ratio, 'mlp_ratio')
+        self.mlp_ratio = check_real(mlp_ratio, 'mlp_ratio')
         self.grid_size = (size[0] // p, size[1] // p)
         self.head_dim = embed_dim if head_dim is None else check_int(head_dim, 'head_dim')
         self.head_depth = check_int(head_depth, 'head_depth', minimum=0)

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from ..core.base_model import BaseModel
-from ..core.base_sampler import check_int
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_int, check_real
 from .components.embeddings import _ConditionalBackbone, _xavier_linear_init
 from .components.heads import AdaLNZeroLinearHead
 from .components.transformer import AdaLNZeroMLPBlock, _tanh_gelu
@@ -53,7 +52,7 @@ class TimeConditionedMLP(_ConditionalBackbone):
         if activation is not None and (isinstance(activation, nn.Module) or not callable(activation)):
             raise TypeError(f"activation must be a factory returning an nn.Module (e.g. nn.SiLU, not nn.SiLU()); got {activation!r}")
         if conditioning == 'adaln_zero':
-            ratio = 4.0 if mlp_ratio is None else _check_number(mlp_ratio, 'mlp_ratio')
+            ratio = 4.0 if mlp_ratio is None else check_real(mlp_ratio, 'mlp_ratio')
             self.stem = nn.Linear(in_dim, hidden_dim)
             self.blocks = nn.ModuleList(AdaLNZeroMLPBlock(embed_dim=hidden_dim, cond_dim=cond_dim, mlp_ratio=ratio,
                                                           act_layer=activation or _tanh_gelu) for _ in range(depth))

@@ -11,8 +11,8 @@ from torch import nn
 
 from ..core.base_model import BaseModel, _check_input
 from ..core.base_module import substitute_condition
-from ..core.base_sampler import check_int
-from ..core.base_scheduler import BaseScheduler, Schedulable, _check_number
+from ..core.base_scheduler import BaseScheduler, Schedulable
+from ..core.validation import check_int, check_real
 
 # %% auto #0
 __all__ = ['EqMEnergy', 'InteractionModel', 'ClassifierFreeGuidance']
@@ -78,7 +78,7 @@ class InteractionModel(Schedulable, BaseModel):
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module (a BaseModel); got {type(model).__name__}")
-        self.sigma_w = _check_number(sigma_w, 'sigma_w')
+        self.sigma_w = check_real(sigma_w, 'sigma_w')
         if self.sigma_w <= 0: raise ValueError(f"sigma_w must be positive; got {sigma_w}")
         self.model = model
         self._register_param('strength', strength)
@@ -130,7 +130,7 @@ class ClassifierFreeGuidance(BaseModel):
         if isinstance(null_condition, bool) or not (isinstance(null_condition, (int, float, torch.Tensor)) or callable(null_condition)):
             raise TypeError(f"null_condition must be an int, a float, a tensor or a callable; got {type(null_condition).__name__}")
         self.model = model
-        self.guidance_scale = _check_number(guidance_scale, 'guidance_scale')
+        self.guidance_scale = check_real(guidance_scale, 'guidance_scale')
         self.null_condition = null_condition
         self.guide_channels = None if guide_channels is None else check_int(guide_channels, 'guide_channels')
 

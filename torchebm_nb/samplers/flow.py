@@ -14,9 +14,10 @@ from torch import nn
 from .._deprecation import declare_deprecation
 from ..core.base_integrator import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
 from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
-from ..core.base_sampler import BaseSampler, _ChainRecorder, check_int
+from ..core.base_sampler import BaseSampler, _ChainRecorder
 from ..core.base_scheduler import BaseScheduler
 from ..core.base_module import resolve_generator
+from ..core.validation import check_bool, check_int
 from ..integrators.integrator_utils import resolve_integrator
 from ..interpolants.interpolant_utils import resolve_interpolant
 from ..interpolants.variance_preserving import VariancePreservingInterpolant
@@ -85,7 +86,7 @@ class FlowSampler(BaseSampler):
         self.interpolant = resolve_interpolant(interpolant, default='linear', owner='FlowSampler')
         self.prediction = _as_prediction(prediction)
         for name, v in (('negate_velocity', negate_velocity), ('reverse', reverse)):
-            if not isinstance(v, bool): raise TypeError(f"{name} must be a bool; got {v!r}")
+            check_bool(v, name)
         self.negate_velocity, self.reverse = negate_velocity, reverse
         if negate_velocity and self.prediction is not PredictionType.VELOCITY:
             raise ValueError("negate_velocity=True needs prediction='velocity' (the model is an equilibrium-matching field)")

@@ -10,7 +10,8 @@ import torch
 
 from ..core.base_model import BaseModel
 from ..core.base_sampler import BaseSampler
-from ..core.base_scheduler import BaseScheduler, _check_number
+from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_real
 
 # %% auto #0
 __all__ = ['GradientDescentSampler', 'NesterovSampler']
@@ -52,7 +53,7 @@ class NesterovSampler(GradientDescentSampler):
                  device: Optional[Union[str, torch.device]] = None, # device of the chains (default: the model's)
                 ):
         super().__init__(model, step_size=step_size, dtype=dtype, device=device)
-        self.momentum = _check_number(momentum, 'momentum')
+        self.momentum = check_real(momentum, 'momentum')
         if not 0.0 <= self.momentum < 1.0: raise ValueError(f"momentum must be in [0, 1); got {momentum}")
 
     def _init_chain(self, x, model_kwargs, generator):

@@ -5,15 +5,15 @@
 # %% ../../nbs/20_samplers/01_hmc.ipynb #dad442e5
 from __future__ import annotations
 import math
-import numbers
 from typing import Any, Dict, Optional, Union
 
 import torch
 
 from ..core.base_integrator import BaseSymplecticIntegrator
 from ..core.base_model import BaseModel
-from ..core.base_sampler import BaseSampler, check_int
-from ..core.base_scheduler import BaseScheduler, _check_number
+from ..core.base_sampler import BaseSampler
+from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_int, check_real, is_real
 from ..integrators.integrator_utils import resolve_integrator
 from ..integrators.leapfrog import LeapfrogIntegrator
 from ..cuda.kernels import WholeChainHMC, analytic_energy_plan, chain_dim_limit, kernel_backend, kernel_fallback_warning
@@ -38,9 +38,8 @@ class HamiltonianMonteCarlo(BaseSampler):
         super().__init__(model, dtype=dtype, device=device)
         self._register_param('step_size', step_size, positive=True)
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, 'n_leapfrog_steps', minimum=1)
-        if mass is None or (isinstance(mass, numbers.Real) and not isinstance(mass, bool)):
-            mass = 1.0 if mass is None else _check_number(mass, 'mass')
-            if mass <= 0: raise ValueError(f"mass must be positive; got {mass}")
+        if mass is None or is_real(mass):
+            mass = 1.0 if mass is None else check_real(mass, 'mass', minimum=0, strict_minimum=True)
             self.mass = mass
         elif torch.is_tensor(mass):
             if mass.ndim != 1 or not mass.is_floating_point() or not bool((mass > 0).all()) or not bool(torch.isfinite(mass).all()):

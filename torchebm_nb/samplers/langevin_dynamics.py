@@ -11,7 +11,8 @@ import torch
 from ..core.base_integrator import BaseSDERungeKuttaIntegrator
 from ..core.base_model import BaseModel
 from ..core.base_sampler import BaseSampler
-from ..core.base_scheduler import BaseScheduler, _check_number
+from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_real
 from ..integrators.integrator_utils import resolve_integrator
 from ..integrators.stochastic import EulerMaruyamaIntegrator
 from ..cuda.kernels import (FusedLangevinUpdate, WholeChainLangevin, analytic_energy_plan, kernel_backend,
@@ -37,11 +38,11 @@ class LangevinDynamics(BaseSampler):
         super().__init__(model, dtype=dtype, device=device)
         self._register_param('step_size', step_size, positive=True)
         self._register_param('noise_scale', noise_scale, positive=True)
-        self.decay = _check_number(decay, 'decay')
+        self.decay = check_real(decay, 'decay')
         if clamp is not None:
             if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
                 raise ValueError(f"clamp must be None or a pair (lo, hi); got {clamp!r}")
-            lo, hi = _check_number(clamp[0], 'clamp[0]'), _check_number(clamp[1], 'clamp[1]')
+            lo, hi = check_real(clamp[0], 'clamp[0]'), check_real(clamp[1], 'clamp[1]')
             if lo >= hi: raise ValueError(f"clamp must satisfy lo < hi; got {clamp!r}")
             clamp = (lo, hi)
         self.clamp = clamp

@@ -10,8 +10,9 @@ import torch
 
 from ..core.base_integrator import BaseSymplecticIntegrator
 from ..core.base_model import BaseModel
-from ..core.base_sampler import BaseSampler, check_int
+from ..core.base_sampler import BaseSampler
 from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_int
 from .._deprecation import declare_deprecation
 from ..integrators.integrator_utils import resolve_integrator
 from ..integrators.leapfrog import GeneralisedLeapfrogIntegrator

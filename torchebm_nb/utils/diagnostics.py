@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..core.base_sampler import check_int
+from ..core.validation import check_bool, check_int
 
 # %% auto #0
 __all__ = ['autocorrelation', 'effective_sample_size', 'split_chains', 'split_rhat', 'acceptance_rate']
@@ -106,8 +106,7 @@ def split_rhat(chains: torch.Tensor, # (C, N, *S) chains with N ≥ 4 draws, or 
                rank_normalized: bool = False, # Vehtari et al. (2021): max of bulk and tail R-hat of normal scores
               ) -> torch.Tensor: # R-hat per component, shape S
     "Split R-hat (Gelman et al., 2013), or its rank-normalised, folded version (Vehtari et al., 2021)."
-    if not isinstance(rank_normalized, bool):
-        raise TypeError(f"rank_normalized must be a bool; got {type(rank_normalized).__name__}")
+    check_bool(rank_normalized, 'rank_normalized')
     x, _ = _as_chains(chains, min_draws=4)
     if not rank_normalized: return _rhat(split_chains(x))
     size = x.shape[0] * x.shape[1]

@@ -4,13 +4,14 @@
 
 # %% ../../nbs/70_utils/03_distributed.ipynb #d23a9f10
 from __future__ import annotations
-import numbers
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ..core.validation import check_bool, check_int, is_int
 
 # %% auto #0
 __all__ = ['is_distributed', 'get_rank', 'get_world_size', 'all_gather_cat', 'broadcast_object', 'broadcast_tensor', 'unsharded']
@@ -24,7 +25,7 @@ def _check_group(group) -> None:
 
 def _check_src(src, group) -> int:
     "`src` must be an int rank within the group's world size."
-    if isinstance(src, bool) or not isinstance(src, numbers.Integral):
+    if not is_int(src):
         raise TypeError(f"src must be an int rank; got {type(src).__name__} {src!r}")
     world_size = get_world_size(group)
     if not 0 <= src < world_size: raise ValueError(f"src must be a rank in [0, {world_size}); got {src}")
@@ -62,8 +63,7 @@ def all_gather_cat(x: torch.Tensor, # this rank's tensor (same shape on every ra
                   ) -> torch.Tensor: # x with `dim` scaled by the world size, in rank order; x itself without a group
     "Gather `x` from every rank and concatenate along `dim` (no gradient); identity without a process group."
     if not torch.is_tensor(x): raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"dim must be an int; got {type(dim).__name__} {dim!r}")
+    check_int(dim, 'dim', minimum=None)
     if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
         raise ValueError(f"dim must be in [{-max(x.ndim, 1)}, {max(x.ndim, 1)}) for a tensor of shape {tuple(x.shape)}; got {dim}")
     world_size = get_world_size(group)
@@ -108,7 +108,7 @@ def unsharded(module: nn.Module, # a module, possibly FSDP2-sharded
              ) -> Iterator[nn.Module]:
     "Keep an FSDP2 module's parameters gathered for the block (no reshard after each forward); no-op otherwise."
     if not isinstance(module, nn.Module): raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
-    if not isinstance(recurse, bool): raise TypeError(f"recurse must be a bool; got {type(recurse).__name__}")
+    check_bool(recurse, 'recurse')
     set_reshard = getattr(module, 'set_reshard_after_forward', None)
     if set_reshard is None:
         yield module

@@ -5,7 +5,6 @@
 # %% ../../nbs/70_utils/00_ema.ipynb #d80e4cb8
 from __future__ import annotations
 import copy
-import numbers
 import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Literal, Tuple, Union
@@ -13,7 +12,7 @@ from typing import Callable, Iterator, List, Literal, Tuple, Union
 import torch
 from torch import nn
 
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_bool, check_real, is_real
 
 # %% auto #0
 __all__ = ['requires_grad', 'update_ema', 'EMA']
@@ -30,13 +29,6 @@ def _check_module(model, name: str) -> nn.Module:
 def _unwrap_parallel(model: nn.Module) -> nn.Module:
     "The module inside a DataParallel / DistributedDataParallel wrapper (the module itself otherwise)."
     return model.module if isinstance(model, _PARALLEL_WRAPPERS) else model
-
-def _check_decay(decay, name: str = 'decay', upper_inclusive: bool = False) -> float:
-    "`decay` as a float in [0, 1) (or [0, 1] with `upper_inclusive`), else `TypeError`/`ValueError` naming it."
-    decay = _check_number(decay, name)
-    if decay < 0.0 or decay > 1.0 or (decay == 1.0 and not upper_inclusive):
-        raise ValueError(f"{name} must be in [0, 1{']' if upper_inclusive else ')'}; got {decay}")
-    return decay
 
 def _copy_tensors_(dsts: List[torch.Tensor], srcs: List[torch.Tensor]) -> None:
     "Copy `srcs` into `dsts` in place, one fused `_foreach_copy_` when every pair shares device and dtype."
@@ -63,7 +55,7 @@ def requires_grad(model: nn.Module, # the module whose parameters are switched
                  ) -> None:
     "Set `requires_grad = flag` on every parameter of `model`."
     _check_module(model, 'model')
-    if not isinstance(flag, bool): raise TypeError(f"flag must be a bool; got {type(flag).__name__} {flag!r}")
+    check_bool(flag, 'flag')
     for p in model.parameters(): p.requires_grad_(flag)
 
 # %% ../../nbs/70_utils/00_ema.ipynb #8175ac22
@@ -75,7 +67,7 @@ def update_ema(ema_model: nn.Module, # the averaged copy, updated in place
     "One EMA step on the parameters, matched by name: `ema ← decay·ema + (1 − decay)·model`."
     ema_model = _unwrap_parallel(_check_module(ema_model, 'ema_model'))
     model = _unwrap_parallel(_check_module(model, 'model'))
-    decay = _check_decay(decay, upper_inclusive=True)
+    decay = check_real(decay, 'decay', minimum=0, maximum=1)
     ema_params, live_params = dict(ema_model.named_parameters()), dict(model.named_parameters())
     if ema_params.keys() != live_params.keys():
         missing = sorted(live_params.keys() - ema_params.keys()); extra = sorted(ema_params.keys() - live_params.keys())
@@ -99,7 +91,7 @@ class EMA(nn.Module):
                 ):
         super().__init__()
         model = _unwrap_parallel(_check_module(model, 'model'))
-        self.decay = _check_decay(decay)
+        self.decay = check_real(decay, 'decay', minimum=0, maximum=1, strict_maximum=True)
         if isinstance(decay_schedule, str):
             if decay_schedule not in _SCHEDULES:
                 raise ValueError(f"decay_schedule must be one of {_SCHEDULES} or a callable; got {decay_schedule!r}")
@@ -132,7 +124,7 @@ class EMA(nn.Module):
         if self.decay_schedule == 'constant': return self.decay
         if self.decay_schedule == 'warmup': return min(self.decay, (1 + self.step) / (10 + self.step))
         d = self.decay_schedule(self.step)
-        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0.0 <= float(d) <= 1.0:
+        if not is_real(d) or not 0.0 <= float(d) <= 1.0:
             raise ValueError(f"decay_schedule({self.step}) must return a number in [0, 1]; got {d!r}")
         return float(d)
 
@@ -178,7 +170,7 @@ class EMA(nn.Module):
 
     def train(self, mode: bool = True):
         "Set the wrapper's flag only: the averaged copy stays in eval mode."
-        if not isinstance(mode, bool): raise TypeError(f"mode must be a bool; got {type(mode).__name__}")
+        check_bool(mode, 'mode')
         self.training = mode
         return self
 

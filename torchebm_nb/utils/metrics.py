@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_bool, check_real
 
 # %% auto #0
 __all__ = ['mmd', 'energy_distance']
@@ -48,7 +48,7 @@ def mmd(x: torch.Tensor, # samples (n, *S), n ≥ 2
     "Unbiased U-statistic estimate of the squared MMD between x and y with the RBF kernel exp(−‖a−b‖²/2ℓ²)."
     x, y = _pair(x, y)
     if bandwidth is not None:
-        bandwidth = _check_number(bandwidth, 'bandwidth')
+        bandwidth = check_real(bandwidth, 'bandwidth')
         if bandwidth <= 0: raise ValueError(f"bandwidth must be positive; got {bandwidth}")
     n, m = x.shape[0], y.shape[0]
     pooled = torch.cat([x, y])
@@ -71,7 +71,7 @@ def energy_distance(x: torch.Tensor, # samples (n, *S), n ≥ 2
                     unbiased: bool = False, # U-statistic (i ≠ j within samples) instead of the V-statistic
                    ) -> torch.Tensor: # 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖, a 0-d tensor
     "Energy distance of Székely & Rizzo between the samples x and y (V-statistic, or U-statistic with `unbiased`)."
-    if not isinstance(unbiased, bool): raise TypeError(f"unbiased must be a bool; got {type(unbiased).__name__}")
+    check_bool(unbiased, 'unbiased')
     x, y = _pair(x, y)
     n, m = x.shape[0], y.shape[0]
     between = _distances(x, y).mean()

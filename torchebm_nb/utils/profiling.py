@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from ..core.base_sampler import check_int
+from ..core.validation import check_bool, check_int
 
 # %% auto #0
 __all__ = ['profile_context']
@@ -26,10 +26,6 @@ _SORT_KEYS = ('cpu_time', 'cpu_time_total', 'self_cpu_time_total', 'device_time'
 def _default_activities() -> list:
     "CPU, and CUDA when a GPU is available."
     return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, bool): raise TypeError(f"{name} must be a bool; got {type(value).__name__} {value!r}")
-    return value
 
 # %% ../../nbs/70_utils/02_profiling.ipynb #c881daa9
 @contextmanager
@@ -53,7 +49,7 @@ def profile_context(activities: Optional[Sequence[ProfilerActivity]] = None, # w
         activities = list(activities)
     for value, name in ((record_shapes, 'record_shapes'), (profile_memory, 'profile_memory'),
                         (with_stack, 'with_stack'), (print_table, 'print_table')):
-        _check_flag(value, name)
+        check_bool(value, name)
     profiles_cuda = ProfilerActivity.CUDA in activities
     if sort_by is None: sort_by = 'device_time_total' if profiles_cuda else 'cpu_time_total'
     elif not isinstance(sort_by, str) or sort_by not in _SORT_KEYS:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..core.base_module import resolve_device
-from ..core.base_sampler import check_int
+from ..core.validation import check_int
 from .ema import requires_grad, update_ema, _check_module
 
 # %% auto #0

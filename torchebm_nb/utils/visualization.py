@@ -4,15 +4,13 @@
 
 # %% ../../nbs/70_utils/06_visualization.ipynb #7b0dcedc
 from __future__ import annotations
-import numbers
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..core.base_sampler import check_int
-from ..core.base_scheduler import _check_number
+from ..core.validation import check_bool, check_int, check_real, is_int
 from .diagnostics import autocorrelation, effective_sample_size, split_rhat, _as_chains
 
 # %% auto #0
@@ -41,7 +39,7 @@ def _check_ax(ax, name: str = 'ax'):
 def _check_limits(value, name: str) -> Tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{name} must be a pair (low, high); got {value!r}")
-    low, high = _check_number(value[0], f"{name}[0]"), _check_number(value[1], f"{name}[1]")
+    low, high = check_real(value[0], f"{name}[0]"), check_real(value[1], f"{name}[1]")
     if not low < high: raise ValueError(f"{name} must satisfy low < high; got {value!r}")
     return low, high
 
@@ -81,9 +79,9 @@ def _energy_gradient(model, points: torch.Tensor) -> torch.Tensor:
 def _select_components(n_components: int, dims, name: str = 'dims') -> list:
     "Validate component indices (default: the first four)."
     if dims is None: return list(range(min(n_components, 4)))
-    if isinstance(dims, numbers.Integral) and not isinstance(dims, bool): dims = [dims]
+    if is_int(dims): dims = [dims]
     if not isinstance(dims, (list, tuple)) or not dims or \
-            not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
+            not all(is_int(d) for d in dims):
         raise TypeError(f"{name} must be None, an int or a non-empty list of ints; got {dims!r}")
     for d in dims:
         if not 0 <= d < n_components: raise ValueError(f"{name} entries must be in [0, {n_components}); got {d}")
@@ -119,7 +117,7 @@ def plot_energy_landscape(model: Callable, # energy: (P, 2) points -> (P,) energ
     n, levels = check_int(n, 'n', minimum=2), check_int(levels, 'levels', minimum=2)
     if kind not in ('contour', 'surface'): raise ValueError(f"kind must be 'contour' or 'surface'; got {kind!r}")
     for value, name in ((gradient_field, 'gradient_field'), (log_scale, 'log_scale')):
-        if not isinstance(value, bool): raise TypeError(f"{name} must be a bool; got {type(value).__name__}")
+        check_bool(value, name)
     if gradient_field and kind == 'surface': raise ValueError("gradient_field is drawn on contour plots only (kind='contour')")
     _check_ax(ax)
     plt = _pyplot()

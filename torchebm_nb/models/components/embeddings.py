@@ -10,8 +10,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ...core.base_sampler import check_int
-from ...core.base_scheduler import _check_number
+from ...core.validation import check_int, check_real
 
 # %% auto #0
 __all__ = ['MLPTimestepEmbedder', 'LabelEmbedder']
@@ -70,7 +69,7 @@ class LabelEmbedder(nn.Module):
         super().__init__()
         self.num_classes = check_int(num_classes, 'num_classes')
         self.out_dim = check_int(out_dim, 'out_dim')
-        self.dropout_prob = _check_number(dropout_prob, 'dropout_prob')
+        self.dropout_prob = check_real(dropout_prob, 'dropout_prob')
         if not 0.0 <= self.dropout_prob <= 1.0: raise ValueError(f"dropout_prob must be in [0, 1]; got {dropout_prob}")
         if null_token is not None and not isinstance(null_token, bool):
             raise TypeError(f"null_token must be a bool or None; got {null_token!r}")
@@ -133,7 +132,7 @@ class _ConditionalBackbone(nn.Module):
         super().__init__()
         self.cond_dim = check_int(cond_dim, 'cond_dim', minimum=0)
         if num_classes is not None: num_classes = check_int(num_classes, 'num_classes')
-        class_dropout_prob = _check_number(class_dropout_prob, 'class_dropout_prob')
+        class_dropout_prob = check_real(class_dropout_prob, 'class_dropout_prob')
         if not 0.0 <= class_dropout_prob <= 1.0:
             raise ValueError(f"class_dropout_prob must be in [0, 1]; got {class_dropout_prob}")
         for name, m in (('t_embedder', t_embedder), ('y_embedder', y_embedder)):

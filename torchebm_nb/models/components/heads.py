@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ...core.base_sampler import check_int
+from ...core.validation import check_int
 from .patch import unpatchify2d
 from .transformer import _check_cond, modulate
 

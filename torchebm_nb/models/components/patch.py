@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ...core.base_sampler import check_int
+from ...core.validation import check_int
 
 # %% auto #0
 __all__ = ['patchify2d', 'unpatchify2d', 'ConvPatchEmbed2d']

@@ -8,7 +8,7 @@ from typing import Tuple, Union
 
 import torch
 
-from ...core.base_sampler import check_int
+from ...core.validation import check_int
 
 # %% auto #0
 __all__ = ['build_2d_sincos_pos_embed']

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ...core.base_sampler import check_int
-from ...core.base_scheduler import _check_number
+from ...core.validation import check_int, check_real
 
 # %% auto #0
 __all__ = ['MultiheadSelfAttention', 'FeedForward', 'modulate', 'AdaLNZeroBlock', 'AdaLNZeroMLPBlock']
@@ -28,7 +27,7 @@ class MultiheadSelfAttention(nn.Module):
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
         self.head_dim = self.embed_dim // self.num_heads
-        self.dropout = _check_number(dropout, 'dropout')
+        self.dropout = check_real(dropout, 'dropout')
         if not 0.0 <= self.dropout < 1.0: raise ValueError(f"dropout must be in [0, 1); got {dropout}")
         self.qkv = nn.Linear(self.embed_dim, 3 * self.embed_dim)
         self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
@@ -58,7 +57,7 @@ class FeedForward(nn.Module):
                 ):
         super().__init__()
         self.embed_dim = check_int(embed_dim, 'embed_dim')
-        mlp_ratio, dropout = _check_number(mlp_ratio, 'mlp_ratio'), _check_number(dropout, 'dropout')
+        mlp_ratio, dropout = check_real(mlp_ratio, 'mlp_ratio'), check_real(dropout, 'dropout')
         hidden = int(self.embed_dim * mlp_ratio)
         if hidden < 1: raise ValueError(f"mlp_ratio={mlp_ratio} gives a hidden width of {hidden}; it must be ≥ 1")
         if not 0.0 <= dropout < 1.0: raise ValueError(f"dropout must be in [0, 1); got {dropout}")
