@@ -10,8 +10,9 @@ from typing import List, NamedTuple, Optional, Tuple, Union
 import torch
 
 from ..core.base_module import resolve_generator
-from ..core.base_sampler import BaseSampler, check_int
-from ..core.base_scheduler import BaseScheduler, _check_number
+from ..core.base_sampler import BaseSampler
+from ..core.base_scheduler import BaseScheduler
+from ..core.validation import check_bool, check_int, check_real
 from .hmc import HamiltonianMonteCarlo
 
 # %% auto #0
@@ -26,29 +27,24 @@ class DualAveragingScheduler(BaseScheduler):
                  t0: float = 10.0, # t₀ ≥ 0: damps the first iterations
                  kappa: float = 0.75, # κ in (0.5, 1]: decay of the averaging weight m^(−κ)
                 ):
-        super().__init__(start_value)
-        if not self.start_value > 0: raise ValueError(f"start_value must be positive; got {start_value}")
-        self.target_accept = _check_number(target_accept, 'target_accept')
-        if not 0.0 < self.target_accept < 1.0: raise ValueError(f"target_accept must be in (0, 1); got {target_accept}")
-        self.gamma, self.t0, self.kappa = _check_number(gamma, 'gamma'), _check_number(t0, 't0'), _check_number(kappa, 'kappa')
-        if not self.gamma > 0: raise ValueError(f"gamma must be positive; got {gamma}")
-        if not self.t0 >= 0: raise ValueError(f"t0 must be ≥ 0; got {t0}")
-        if not 0.5 < self.kappa <= 1.0: raise ValueError(f"kappa must be in (0.5, 1]; got {kappa}")
+        super().__init__(check_real(start_value, 'start_value', minimum=0, strict_minimum=True))
+        self.target_accept = check_real(target_accept, 'target_accept', minimum=0, maximum=1, strict_minimum=True, strict_maximum=True)
+        self.gamma = check_real(gamma, 'gamma', minimum=0, strict_minimum=True)
+        self.t0 = check_real(t0, 't0', minimum=0)
+        self.kappa = check_real(kappa, 'kappa', minimum=0.5, maximum=1, strict_minimum=True)
         self.restart(self.start_value)
 
     def restart(self, step_size: float, # the new ε₀ > 0
                ) -> None:
         "Forget the history and start again from `step_size` (μ = log 10·step_size), as after a mass update."
-        step_size = _check_number(step_size, 'step_size')
-        if not step_size > 0: raise ValueError(f"step_size must be positive; got {step_size}")
+        step_size = check_real(step_size, 'step_size', minimum=0, strict_minimum=True)
         self.mu, self.h_bar, self.log_avg, self.n_updates = math.log(10.0 * step_size), 0.0, math.log(step_size), 0
         self.current_value = step_size
 
     def update(self, statistic: float, # the acceptance statistic of the last iteration, in [0, 1]
               ) -> float:
         "Fold in one acceptance statistic; returns the next step size to try."
-        statistic = _check_number(statistic, 'statistic')
-        if not 0.0 <= statistic <= 1.0: raise ValueError(f"statistic must be in [0, 1]; got {statistic}")
+        statistic = check_real(statistic, 'statistic', minimum=0, maximum=1)
         self.n_updates += 1
         m = self.n_updates
         self.h_bar += (self.target_accept - statistic - self.h_bar) / (m + self.t0)
@@ -143,7 +139,7 @@ def window_adaptation(sampler: BaseSampler, # a Metropolis-corrected sampler (HM
                       generator: Union[torch.Generator, int, None] = None, # randomness of the warm-up
                      ) -> AdaptationResult:
     "Warm `sampler` up on `x`: adapt its step size by dual averaging (and its mass, in windows); the sampler is left tuned."
-    if not isinstance(adapt_mass, bool): raise TypeError(f"adapt_mass must be a bool; got {adapt_mass!r}")
+    check_bool(adapt_mass, 'adapt_mass')
     _check_adaptable(sampler, adapt_mass)
     n_warmup = check_int(n_warmup, 'n_warmup', minimum=20 if adapt_mass else 1)
     if target_accept is None: target_accept = sampler.optimal_acceptance

@@ -12,8 +12,8 @@ import torch
 
 from ..core.base_model import BaseModel, GaussianModel
 from ..core.base_module import resolve_generator
-from ..core.base_sampler import BaseSampler, check_int
-from ..core.base_scheduler import _check_number
+from ..core.base_sampler import BaseSampler
+from ..core.validation import check_int, check_real
 from .mala import MetropolisAdjustedLangevin
 
 # %% auto #0
@@ -39,9 +39,7 @@ class AnnealedEnergy(BaseModel):
 
     @beta.setter
     def beta(self, value: float):
-        value = _check_number(value, 'beta')
-        if not 0.0 <= value <= 1.0: raise ValueError(f"beta must be in [0, 1]; got {value}")
-        self._beta = value
+        self._beta = check_real(value, 'beta', minimum=0, maximum=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self._beta
@@ -132,8 +130,7 @@ def annealed_importance_sampling(model: BaseModel, # the target energy E₁
     elif base.mean.shape[0] != dim: raise ValueError(f"base has dimension {base.mean.shape[0]} but dim={dim}")
     path = AnnealedEnergy(base, model)
     if transition is None:
-        step_size = _check_number(step_size, 'step_size')
-        if not step_size > 0: raise ValueError(f"step_size must be positive; got {step_size}")
+        step_size = check_real(step_size, 'step_size', minimum=0, strict_minimum=True)
         sampler = MetropolisAdjustedLangevin(path, step_size=step_size, dtype=dtype, device=device)
     else:
         sampler = transition(path)
