@@ -59,6 +59,8 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
     diagnostic_keys: Tuple[str, ...] = ('mean', 'var', 'energy')  # keys of the diagnostics dict
     nonfinite_policy: str = 'warn'   # what to do when chains become NaN/inf: 'warn' or 'raise'
     nonfinite_check_every: int = 32  # steps between the (sync-free) non-finite checks
+    optimal_acceptance: Optional[float] = None  # Metropolis-corrected samplers: the acceptance rate step-size adaptation
+                                                # aims at; their `_transition` also leaves `state['log_accept_ratio']` (B,)
 
     def __init__(self, model: nn.Module, # the energy model (or the field, for flow samplers)
                  dtype: torch.dtype = torch.float32, # dtype of the chains
@@ -128,7 +130,7 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
         return {'x': x}
 
     def _transition(self, state: Dict[str, torch.Tensor], model_kwargs: dict, generator) -> Optional[torch.Tensor]:
-        "One step of the chain, updating `state` in place; returns per-chain acceptance (B,) or None."
+        "One step of the chain, updating `state` in place; returns per-chain acceptance (B,) or None (see `optimal_acceptance`)."
         raise NotImplementedError(f"{type(self).__name__} does not define a chain transition")
 
     def _diagnostic_energy(self, state: Dict[str, torch.Tensor], model_kwargs: dict) -> Callable:

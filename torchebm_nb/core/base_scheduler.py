@@ -14,7 +14,7 @@ from .validation import check_bool, check_int, check_real, is_real
 
 # %% auto #0
 __all__ = ['BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
-           'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable']
+           'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable', 'scheduled_parameter']
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #96e7a680
 class BaseScheduler(ABC):
@@ -57,10 +57,15 @@ class BaseScheduler(ABC):
     def __repr__(self):
         return f"{type(self).__name__}(value={self.current_value:g}, step={self.step_count})"
 
+    def brief(self) -> str:
+        "A short label for an owner's repr: the class name (a constant gives its value instead)."
+        return type(self).__name__
+
 # %% ../../nbs/00_core/01_schedulers.ipynb #4586e052
 class ConstantScheduler(BaseScheduler):
     "Always `start_value`."
     def _compute_value(self) -> float: return self.start_value
+    def brief(self) -> str: return f"{self.current_value:g}"
 
 class ExponentialDecayScheduler(BaseScheduler):
     "`max(min_value, start_value * decay_rate**k)`."
@@ -200,11 +205,13 @@ class Schedulable:
         "This object's own schedulers (a copy of the mapping)."
         return dict(self.schedulers)
 
-    def _register_param(self, name: str, value, *, positive: bool = False) -> BaseScheduler:
-        "Register `value` (a number or a scheduler) as parameter `name`; `positive=True` requires a value > 0."
+    def _register_param(self, name: str, value, *, positive: bool = False, nonnegative: bool = False) -> BaseScheduler:
+        "Register `value` (a number or a scheduler) as parameter `name`; `positive=True` requires a value > 0, `nonnegative=True` ≥ 0."
         if isinstance(value, BaseScheduler): scheduler = value
         elif is_real(value): scheduler = ConstantScheduler(value)
         else: raise TypeError(f"{name} must be a number or a BaseScheduler; got {type(value).__name__} {value!r}")
+        if nonnegative and not scheduler.get_value() >= 0:
+            raise ValueError(f"{name} must be ≥ 0; got {scheduler.get_value()}")
         if positive:
             if scheduler is not value and not scheduler.get_value() > 0:
                 raise ValueError(f"{name} must be positive; got {scheduler.get_value()}")
@@ -237,3 +244,14 @@ class Schedulable:
     def reset_schedulers(self) -> None:
         "Reset every scheduler in the subtree to step 0."
         for s in self._all_schedulers(): s.reset()
+
+# %% ../../nbs/00_core/01_schedulers.ipynb #e8ad90dc
+def scheduled_parameter(name: str, # the parameter's name in `schedulers`
+                        doc: str, # the property's docstring
+                        *, positive: bool = False, # assignments must be > 0 (see `_register_param`)
+                        nonnegative: bool = False, # assignments must be ≥ 0
+                       ) -> property:
+    "A property reading the current value of scheduled parameter `name` and registering a number or scheduler on assignment."
+    def getter(self) -> float: return self.get_scheduled_value(name)
+    def setter(self, value) -> None: self._register_param(name, value, positive=positive, nonnegative=nonnegative)
+    return property(getter, setter, doc=doc)

@@ -15,7 +15,7 @@ from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
 from ..core.base_sampler import BaseSampler
-from ..core.base_scheduler import BaseScheduler, ConstantScheduler, TemperatureScheduler
+from ..core.base_scheduler import BaseScheduler, ConstantScheduler, TemperatureScheduler, scheduled_parameter
 from ..core.validation import check_int, check_real
 from .loss_utils import compute_flow_weight, mean_flat, trimmed_mean
 from ..samplers.langevin_dynamics import LangevinDynamics
@@ -84,27 +84,10 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
         self.sampler = sampler
         self.sigma, self.lambda_cd = sigma, lambda_cd
 
-    @property
-    def sigma(self) -> float:
-        "Std of the blur added to the interpolated points (current value of its scheduler)."
-        return self.get_scheduled_value('sigma')
-
-    @sigma.setter
-    def sigma(self, value: Union[float, BaseScheduler]) -> None: self._register_nonnegative('sigma', value)
-
-    @property
-    def lambda_cd(self) -> float:
-        "Weight of the contrastive term (current value of its scheduler); 0 is phase 1."
-        return self.get_scheduled_value('lambda_cd')
-
-    @lambda_cd.setter
-    def lambda_cd(self, value: Union[float, BaseScheduler]) -> None: self._register_nonnegative('lambda_cd', value)
-
-    def _register_nonnegative(self, name: str, value: Union[float, BaseScheduler]) -> None:
-        "Register a number or scheduler as parameter `name` after checking that its current value is ≥ 0."
-        current = value.get_value() if isinstance(value, BaseScheduler) else check_real(value, name)
-        if current < 0: raise ValueError(f"{name} must be ≥ 0; got {current}")
-        self._register_param(name, value)
+    sigma = scheduled_parameter('sigma', "Std of the blur added to the interpolated points (current value of its scheduler).",
+                                nonnegative=True)
+    lambda_cd = scheduled_parameter('lambda_cd', "Weight of the contrastive term (current value of its scheduler); 0 is phase 1.",
+                                    nonnegative=True)
 
     def potential_gradient(self, x: torch.Tensor, # points (B, *S)
                            model_kwargs: Optional[dict] = None, # conditioning

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..core.base_model import BaseModel, _check_input
 from ..core.base_module import substitute_condition
-from ..core.base_scheduler import BaseScheduler, Schedulable
+from ..core.base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
 from ..core.validation import check_int, check_real
 
 # %% auto #0
@@ -83,13 +83,7 @@ class InteractionModel(Schedulable, BaseModel):
         self.model = model
         self._register_param('strength', strength)
 
-    @property
-    def strength(self) -> float:
-        "The current interaction strength s."
-        return self.get_scheduled_value('strength')
-
-    @strength.setter
-    def strength(self, value: Union[float, BaseScheduler]) -> None: self._register_param('strength', value)
+    strength = scheduled_parameter('strength', "The current interaction strength s (a number or a scheduler; negative repels).")
 
     def _coupling(self) -> float: return self.strength / self.sigma_w ** 2
 

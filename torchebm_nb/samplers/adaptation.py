@@ -108,17 +108,28 @@ def _acceptance_statistic(log_ratio: torch.Tensor) -> torch.Tensor:
     "Mean over chains of min(1, exp(log ratio)); a NaN ratio (a rejected non-finite proposal) counts as 0."
     return torch.nan_to_num(log_ratio.clamp(max=0.0).exp(), nan=0.0).mean()
 
-def _install_mass(sampler: HamiltonianMonteCarlo, mass: torch.Tensor) -> None:
-    "Make `mass` the sampler's diagonal mass buffer (replacing a scalar mass if there was one)."
-    if 'mass' in sampler._buffers: sampler._buffers['mass'] = mass
-    else:
-        delattr(sampler, 'mass')
-        sampler.register_buffer('mass', mass)
+class _PooledVariance:
+    "Per-coordinate variance of every chain state added since the last `pop`, pooled over chains and iterations."
+    def __init__(self): self.total, self.squares, self.count = None, None, 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.double()
+        if self.total is None: self.total, self.squares = x.sum(0), x.square().sum(0)
+        else: self.total.add_(x.sum(0)); self.squares.add_(x.square().sum(0))
+        self.count += x.shape[0]
+
+    def pop(self) -> torch.Tensor:
+        "The unbiased variance, shrunk towards 1e-3 as Stan does (weight 5 / (n + 5)); the accumulator starts again."
+        n = self.count
+        mean = self.total / n
+        variance = (self.squares / n - mean.square()).clamp_(min=0.0) * (n / max(n - 1, 1))
+        self.total, self.squares, self.count = None, None, 0
+        return variance * (n / (n + 5.0)) + 1e-3 * (5.0 / (n + 5.0))
 
 def _check_adaptable(sampler, adapt_mass: bool) -> None:
     if not isinstance(sampler, BaseSampler):
         raise TypeError(f"sampler must be a BaseSampler; got {type(sampler).__name__}")
-    if getattr(sampler, 'optimal_acceptance', None) is None or 'step_size' not in sampler.schedulers:
+    if sampler.optimal_acceptance is None or 'step_size' not in sampler.schedulers:
         raise TypeError(f"window_adaptation needs a Metropolis-corrected sampler with a step_size (HamiltonianMonteCarlo, "
                         f"MetropolisAdjustedLangevin, RiemannianManifoldHMC); got {type(sampler).__name__}")
     if adapt_mass and not isinstance(sampler, HamiltonianMonteCarlo):
@@ -144,7 +155,9 @@ def window_adaptation(sampler: BaseSampler, # a Metropolis-corrected sampler (HM
     n_warmup = check_int(n_warmup, 'n_warmup', minimum=20 if adapt_mass else 1)
     if target_accept is None: target_accept = sampler.optimal_acceptance
     windows = adaptation_windows(n_warmup) if adapt_mass else []
-    term_start = windows[-1][1] if windows else n_warmup - max(1, n_warmup // 10)
+    slow_start, slow_stop = (windows[0][0], windows[-1][1]) if windows else (0, 0)   # the windows are contiguous
+    window_ends = {stop for _, stop in windows}
+    term_start = slow_stop if windows else n_warmup - max(1, n_warmup // 10)
     mk = sampler._merge_condition(model_kwargs, y)
     generator = resolve_generator(generator, sampler.device)
     x = sampler._initial_state(x, dim, n_samples, generator)
@@ -157,26 +170,18 @@ def window_adaptation(sampler: BaseSampler, # a Metropolis-corrected sampler (HM
     sampler.register_scheduler('step_size', controller)
     try:
         state = sampler._init_chain(x, mk, generator)
-        step_sizes, final_stats, window = [], [], 0
-        moments = None
+        step_sizes, final_stats, pooled = [], [], _PooledVariance()
         for i in range(n_warmup):
             step_sizes.append(controller.get_value())
             sampler._transition(state, mk, generator)
             statistic = float(_acceptance_statistic(state['log_accept_ratio']))   # the warm-up's one sync per iteration
             controller.update(statistic)
             if i >= term_start: final_stats.append(statistic)
-            if window < len(windows) and i >= windows[window][0]:
-                xs = state['x'].double()
-                moments = (xs.sum(0), xs.square().sum(0), xs.shape[0]) if moments is None else \
-                          (moments[0] + xs.sum(0), moments[1] + xs.square().sum(0), moments[2] + xs.shape[0])
-                if i + 1 == windows[window][1]:
-                    total, squares, n = moments
-                    variance = (squares / n - (total / n).square()).clamp_(min=0.0) * (n / max(n - 1, 1))
-                    variance = variance * (n / (n + 5.0)) + 1e-3 * (5.0 / (n + 5.0))   # Stan's shrinkage
-                    _install_mass(sampler, variance.reciprocal().to(x.dtype))
-                    state = sampler._init_chain(state['x'], mk, generator)   # the cached momenta scale changed
-                    controller.restart(controller.get_value())
-                    moments, window = None, window + 1
+            if slow_start <= i < slow_stop: pooled.add(state['x'])
+            if i + 1 in window_ends:   # a slow window ends: new mass, chain state rebuilt for it, dual averaging restarted
+                sampler.set_mass(pooled.pop().reciprocal())
+                state = sampler._init_chain(state['x'], mk, generator)
+                controller.restart(controller.get_value())
         step = controller.final_value
         sampler._register_param('step_size', step, positive=True)
     except BaseException:

@@ -38,15 +38,7 @@ class HamiltonianMonteCarlo(BaseSampler):
         super().__init__(model, dtype=dtype, device=device)
         self._register_param('step_size', step_size, positive=True)
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, 'n_leapfrog_steps', minimum=1)
-        if mass is None or is_real(mass):
-            mass = 1.0 if mass is None else check_real(mass, 'mass', minimum=0, strict_minimum=True)
-            self.mass = mass
-        elif torch.is_tensor(mass):
-            if mass.ndim != 1 or not mass.is_floating_point() or not bool((mass > 0).all()) or not bool(torch.isfinite(mass).all()):
-                raise ValueError(f"mass tensor must be 1-D, floating, finite and positive; got shape {tuple(mass.shape)}")
-            self.register_buffer('mass', mass.detach().to(device=self.device, dtype=self.dtype).clone())
-        else:
-            raise TypeError(f"mass must be None, a positive number or a 1-D tensor; got {type(mass).__name__}")
+        self.set_mass(mass)
         self.integrator = resolve_integrator(integrator, default='leapfrog', family=BaseSymplecticIntegrator,
                                              owner='HamiltonianMonteCarlo', device=self.device, dtype=self.dtype)
         if not self.integrator.separable:
@@ -60,6 +52,21 @@ class HamiltonianMonteCarlo(BaseSampler):
         "Run `n_steps` HMC iterations from `x` (or from `randn(n_samples, dim)`); see `BaseSampler` for the contract."
         return self._run_chain(x, dim, n_steps, n_samples, thin, return_trajectory, return_diagnostics,
                                reset_schedulers, y=y, model_kwargs=model_kwargs, generator=generator)
+
+    def set_mass(self, mass: Union[float, torch.Tensor, None], # None (1), a positive number, or a positive 1-D tensor
+                ) -> None:
+        "Validate and install the diagonal mass (a number, or a buffer on the sampler's device and dtype), replacing the current one."
+        if mass is None or is_real(mass):
+            value = 1.0 if mass is None else check_real(mass, 'mass', minimum=0, strict_minimum=True)
+            self._buffers.pop('mass', None)
+            self.mass = value
+        elif torch.is_tensor(mass):
+            if mass.ndim != 1 or not mass.is_floating_point() or not bool((mass > 0).all()) or not bool(torch.isfinite(mass).all()):
+                raise ValueError(f"mass tensor must be 1-D, floating, finite and positive; got shape {tuple(mass.shape)}")
+            self.__dict__.pop('mass', None)
+            self.register_buffer('mass', mass.detach().to(device=self.device, dtype=self.dtype).clone())
+        else:
+            raise TypeError(f"mass must be None, a positive number or a 1-D tensor; got {type(mass).__name__}")
 
     def _energy(self, x, model_kwargs):
         return self.model(x, **model_kwargs).clamp_(-1e10, 1e10)
@@ -147,9 +154,9 @@ class HamiltonianMonteCarlo(BaseSampler):
     def _diagnostic_energy(self, state, model_kwargs):
         return lambda x: state['energy']
 
+    def _mass_brief(self) -> str:
+        return f"{self.mass:g}" if isinstance(self.mass, float) else f"tensor({tuple(self.mass.shape)})"
+
     def __repr__(self):
-        step = self.schedulers['step_size']
-        s = f"{step.get_value():g}" if type(step).__name__ == 'ConstantScheduler' else type(step).__name__
-        mass = f"{self.mass:g}" if isinstance(self.mass, float) else f"tensor({tuple(self.mass.shape)})"
-        return (f"HamiltonianMonteCarlo(model={type(self.model).__name__}, step_size={s}, "
-                f"n_leapfrog_steps={self.n_leapfrog_steps}, mass={mass}, integrator={type(self.integrator).__name__})")
+        return (f"HamiltonianMonteCarlo(model={type(self.model).__name__}, step_size={self.schedulers['step_size'].brief()}, "
+                f"n_leapfrog_steps={self.n_leapfrog_steps}, mass={self._mass_brief()}, integrator={type(self.integrator).__name__})")

@@ -111,6 +111,5 @@ class LangevinDynamics(BaseSampler):
         state['x'] = x
 
     def __repr__(self):
-        value = lambda s: f"{s.get_value():g}" if type(s).__name__ == 'ConstantScheduler' else type(s).__name__
-        return (f"LangevinDynamics(model={type(self.model).__name__}, step_size={value(self.schedulers['step_size'])}, "
-                f"noise_scale={value(self.schedulers['noise_scale'])}, integrator={type(self.integrator).__name__})")
+        return (f"LangevinDynamics(model={type(self.model).__name__}, step_size={self.schedulers['step_size'].brief()}, "
+                f"noise_scale={self.schedulers['noise_scale'].brief()}, integrator={type(self.integrator).__name__})")

@@ -33,9 +33,7 @@ class MetropolisAdjustedLangevin(HamiltonianMonteCarlo):
         return math.sqrt(2.0 * step_size)   # one leapfrog step of length √(2h) is the MALA proposal
 
     def __repr__(self):
-        step = self.schedulers['step_size']
-        s = f"{step.get_value():g}" if type(step).__name__ == 'ConstantScheduler' else type(step).__name__
-        mass = f"{self.mass:g}" if isinstance(self.mass, float) else f"tensor({tuple(self.mass.shape)})"
-        return f"MetropolisAdjustedLangevin(model={type(self.model).__name__}, step_size={s}, mass={mass})"
+        return (f"MetropolisAdjustedLangevin(model={type(self.model).__name__}, "
+                f"step_size={self.schedulers['step_size'].brief()}, mass={self._mass_brief()})")
 
 MALA = MetropolisAdjustedLangevin   # the short name, one class

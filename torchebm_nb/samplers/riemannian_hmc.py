@@ -207,8 +207,7 @@ class RiemannianManifoldHMC(BaseSampler):
         return lambda x: state['energy']
 
     def __repr__(self):
-        step = self.schedulers['step_size']
-        s = f"{step.get_value():g}" if type(step).__name__ == 'ConstantScheduler' else type(step).__name__
         metric = getattr(self.metric_fn, '__name__', type(self.metric_fn).__name__)
-        return (f"RiemannianManifoldHMC(model={type(self.model).__name__}, metric_fn={metric}, step_size={s}, "
+        return (f"RiemannianManifoldHMC(model={type(self.model).__name__}, metric_fn={metric}, "
+                f"step_size={self.schedulers['step_size'].brief()}, "
                 f"n_leapfrog_steps={self.n_leapfrog_steps}, integrator={type(self.integrator).__name__})")
