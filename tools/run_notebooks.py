@@ -1,0 +1,59 @@
+"""Execute notebooks in place so that their stored outputs (numbers and figures) are current.
+
+    python tools/run_notebooks.py                      # every notebook under nbs/
+    python tools/run_notebooks.py nbs/20_samplers      # the notebooks under a folder
+    python tools/run_notebooks.py nbs/index.ipynb ...  # given notebooks
+
+Each notebook runs in its own folder with one torch thread and matplotlib's inline backend: MPLBACKEND is removed
+from the kernel's environment, because with MPLBACKEND=Agg the figures are drawn but never stored in the notebook.
+Cells flagged `slow` run too (the tutorials' full-size outputs come from them); `cuda` cells skip themselves without a
+GPU. Follow with `nbdev_clean && nbdev_export && python tools/make_readme.py`.
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def notebooks(paths):
+    "The .ipynb files named or found under the given paths (default: nbs/), sorted, checkpoints excluded."
+    found = []
+    for p in (Path(x) for x in (paths or [ROOT / 'nbs'])):
+        if p.is_dir(): found += [q for q in p.rglob('*.ipynb') if '.ipynb_checkpoints' not in q.parts]
+        elif p.suffix == '.ipynb' and p.exists(): found.append(p)
+        else: sys.exit(f"run_notebooks: no notebook at {p}")
+    return sorted(set(q.resolve() for q in found))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('paths', nargs='*', help='notebooks or folders (default: nbs/)')
+    parser.add_argument('--timeout', type=int, default=1800, help='seconds per cell (default 1800)')
+    args = parser.parse_args(argv)
+    os.environ.pop('MPLBACKEND', None)
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+    failed = []
+    for path in notebooks(args.paths):
+        start = time.perf_counter()
+        nb = nbformat.read(path, as_version=4)
+        runner = ExecutePreprocessor(timeout=args.timeout, kernel_name='python3')
+        try:
+            runner.preprocess(nb, {'metadata': {'path': str(path.parent)}})
+        except CellExecutionError as error:
+            failed.append(path)
+            print(f"FAILED {path.relative_to(ROOT)}: {str(error).splitlines()[-1] if str(error) else error}", flush=True)
+            continue
+        nbformat.write(nb, path)
+        print(f"ok {path.relative_to(ROOT)} ({time.perf_counter() - start:.0f} s)", flush=True)
+    if failed: print(f"{len(failed)} notebook(s) failed; they were left as they were", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
