@@ -75,6 +75,7 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     'LangevinDynamics': lambda c: dict(model=c['energy'], step_size=0.01),
     'HamiltonianMonteCarlo': lambda c: dict(model=c['energy'], step_size=0.1, n_leapfrog_steps=5),
     'MetropolisAdjustedLangevin': lambda c: dict(model=c['energy'], step_size=0.1),
+    'NoUTurnSampler': lambda c: dict(model=c['energy'], step_size=0.1, max_tree_depth=5),
     'RiemannianManifoldHMC': lambda c: dict(model=c['energy'], metric_fn=_identity_metric, step_size=0.1,
                                             n_leapfrog_steps=5),
     'GradientDescentSampler': lambda c: dict(model=c['energy'], step_size=0.01),

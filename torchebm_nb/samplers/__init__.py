@@ -2,12 +2,14 @@
 from .langevin_dynamics import LangevinDynamics
 from .hmc import HamiltonianMonteCarlo
 from .mala import MetropolisAdjustedLangevin, MALA
+from .nuts import NoUTurnSampler, NUTS
 from .riemannian_hmc import RiemannianManifoldHMC
 from .gradient_descent import GradientDescentSampler, NesterovSampler
 from .flow import FlowSampler, PredictionType
 from .adaptation import AdaptationResult, DualAveragingScheduler, adaptation_windows, window_adaptation
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
 
-__all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
+__all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
+           'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
            'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'adaptation_windows', 'window_adaptation',
            'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule']
