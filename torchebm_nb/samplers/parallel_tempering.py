@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 from contextlib import contextmanager
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -200,7 +200,7 @@ class ParallelTempering(BaseSampler):
 
     @torch.no_grad()
     def sample(self, x: Optional[torch.Tensor] = None, # start (B, *S) of every replica; None: N(0, I) draws
-               dim=None, # event shape when x is None (int or tuple)
+               dim: Union[int, Tuple[int, ...], None] = None, # event shape when x is None
                n_steps: int = 100, # sampler steps
                n_samples: int = 1, # B when x is None
                thin: int = 1, # keep every thin-th step in the trajectory and diagnostics
