@@ -81,6 +81,7 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     'GradientDescentSampler': lambda c: dict(model=c['energy'], step_size=0.01),
     'NesterovSampler': lambda c: dict(model=c['energy'], step_size=0.01),
     'FlowSampler': lambda c: dict(model=_field(c), integrator='rk4'),  # fixed-step: the default dopri5 records no trajectory
+    'ParallelTempering': lambda c: dict(sampler=_langevin(c['energy'], c), n_replicas=2),  # wraps an MCMC sampler
     # interpolants
     'VariancePreservingInterpolant': lambda c: dict(),
     # losses

@@ -57,7 +57,7 @@ class _ChainRecorder:
 class BaseSampler(Schedulable, TorchEBMModule, ABC):
     "Base of all samplers: the `sample()` contract and, for MCMC samplers, the shared chain driver."
     diagnostic_keys: Tuple[str, ...] = ('mean', 'var', 'energy')  # keys of the diagnostics dict
-    nonfinite_policy: str = 'warn'   # what to do when chains become NaN/inf: 'warn' or 'raise'
+    nonfinite_policy: str = 'warn'   # what to do when chains become NaN/inf: 'warn', 'raise' or 'ignore' (a wrapper reports)
     nonfinite_check_every: int = 32  # steps between the (sync-free) non-finite checks
     optimal_acceptance: Optional[float] = None  # Metropolis-corrected samplers: the acceptance rate step-size adaptation
                                                 # aims at; their `_transition` also leaves `state['log_accept_ratio']` (B,)
@@ -187,15 +187,19 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
             self._report_nonfinite((first_bad.unsqueeze(0) <= ends.unsqueeze(1)).sum(1), every, n_steps, n_chains, stacklevel=4)
         return recorder.result(state['x'])
 
-    def _report_nonfinite(self, bad: torch.Tensor, every: int, n_steps: int, n_chains: int, stacklevel: int = 3) -> None:
+    def _report_nonfinite(self, bad: torch.Tensor, every: int, n_steps: int, n_chains: int, stacklevel: int = 3,
+                          policy: Optional[str] = None, advice: Optional[str] = None) -> None:
+        "Warn or raise (per `policy`, default `nonfinite_policy`; `advice` replaces the closing sentence) if `bad`, the non-finite counts per check window, holds any."
+        policy = self.nonfinite_policy if policy is None else policy
+        if policy == 'ignore': return             # no read-back: the caller reports
         counts = bad.tolist()                      # the one host sync of the run
         first = next((j for j, c in enumerate(counts) if c), None)
         if first is None: return
         lo, hi = first * every + 1, min((first + 1) * every, n_steps)
         msg = (f"{type(self).__name__}: {counts[first]} of {n_chains} chains became non-finite (NaN or inf) "
                f"between steps {lo} and {hi}; {max(counts)} of {n_chains} chains were non-finite at the worst check. "
-               "The returned samples contain non-finite values: reduce the step size or check the model.")
-        if self.nonfinite_policy == 'raise': raise RuntimeError(msg)
+               f"{advice or 'The returned samples contain non-finite values: reduce the step size or check the model.'}")
+        if policy == 'raise': raise RuntimeError(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=stacklevel)
 
     def __repr__(self):

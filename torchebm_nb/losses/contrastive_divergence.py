@@ -13,10 +13,10 @@ from torch import nn
 
 from .._deprecation import declare_deprecation
 from ..core.base_loss import BaseContrastiveDivergence
-from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
 from ..core.base_sampler import BaseSampler
 from ..core.validation import check_bool, check_int, check_real
+from ..samplers.parallel_tempering import _TemperedEnergy, _advance_replicas, _swap, _temperature_ladder
 
 # %% auto #0
 __all__ = ['ContrastiveDivergence', 'PersistentContrastiveDivergence', 'ParallelTemperingCD']
@@ -137,44 +137,6 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
         if len(args) < 2: kwargs['persistent'] = True
         super().__init__(model, sampler, *args, **kwargs)
 
-# %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #75ee793b
-class _TemperedEnergy(BaseModel):
-    "E(x)·βᵢ for a batch of chains each at its own inverse temperature βᵢ; the gradient is the model's (closed form if it has one) times βᵢ."
-    def __init__(self, model: nn.Module, beta: torch.Tensor):
-        super().__init__(dtype=getattr(model, 'dtype', torch.float32), device=getattr(model, 'device', None))
-        self.model, self.beta = model, beta
-
-    def forward(self, x, **model_kwargs):
-        return self.model(x, **model_kwargs) * self.beta.to(x.dtype)
-
-    def gradient(self, x, model_kwargs=None):
-        inner = getattr(self.model, 'gradient', None)
-        if inner is None: return super().gradient(x, model_kwargs)
-        g = inner(x, model_kwargs) if model_kwargs else inner(x)   # no kwargs: closed-form overrides stay in play
-        return g * self.beta.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1)))
-
-    @property
-    def mean(self): return self.model.mean    # lets HMC infer the event shape of a GaussianModel
-
-def _geometric_temperatures(n_replicas: Any, max_temperature: Any) -> torch.Tensor:
-    "Tₖ = T_max^(k/(K−1)), k = 0…K−1."
-    n = check_int(n_replicas, 'n_replicas', minimum=2)
-    t_max = check_real(max_temperature, 'max_temperature')
-    if not math.isfinite(t_max) or t_max <= 1: raise ValueError(f"max_temperature must be a finite number > 1; got {max_temperature}")
-    return torch.tensor([t_max ** (k / (n - 1)) for k in range(n)], dtype=torch.float64)
-
-def _check_temperatures(temperatures: Any) -> torch.Tensor:
-    "A ladder 1.0 = T₁ < T₂ < … (finite), else `TypeError`/`ValueError` naming `temperatures`."
-    if torch.is_tensor(temperatures) and temperatures.ndim == 1: values = temperatures.detach().cpu().tolist()
-    elif isinstance(temperatures, (list, tuple)): values = list(temperatures)
-    else: raise TypeError(f"temperatures must be a 1-D sequence of numbers; got {type(temperatures).__name__}")
-    values = [check_real(t, f'temperatures[{i}]') for i, t in enumerate(values)]
-    if len(values) < 2: raise ValueError(f"temperatures must hold at least 2 values (1.0 and hotter ones); got {values}")
-    if not all(math.isfinite(t) for t in values): raise ValueError(f"temperatures must be finite; got {values}")
-    if values[0] != 1.0: raise ValueError(f"temperatures[0] must be 1.0 (the replica that gives the negatives); got {values[0]}")
-    if any(b <= a for a, b in zip(values, values[1:])): raise ValueError(f"temperatures must be strictly increasing; got {values}")
-    return torch.tensor(values, dtype=torch.float64)
-
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #a570b1c9
 class ParallelTemperingCD(ContrastiveDivergence):
     "Persistent CD whose negatives are the T = 1 replicas of a parallel-tempering (replica-exchange) sampler."
@@ -197,13 +159,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
         if kwargs.get('persistent', True) is not True:
             raise ValueError(f"ParallelTemperingCD is always persistent; got persistent={kwargs['persistent']!r}")
         kwargs.pop('persistent', None)
-        if temperatures is not None:
-            if n_replicas is not None or max_temperature is not None:
-                raise ValueError("give either temperatures or n_replicas/max_temperature, not both")
-            ladder = _check_temperatures(temperatures)
-        else:
-            ladder = _geometric_temperatures(4 if n_replicas is None else n_replicas,
-                                             10.0 if max_temperature is None else max_temperature)
+        ladder = _temperature_ladder(temperatures, n_replicas, max_temperature)
         swap_every = check_int(swap_every, 'swap_every', minimum=1)
         super().__init__(model, sampler, k_steps, True, buffer_size, init_steps, new_sample_ratio, energy_reg_weight,
                          add_noise_to_real, noise_scale, dtype, device, *args, **kwargs)
@@ -215,22 +171,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
                              persistent=False)
         self.swap_attempt_count = 0   # swaps proposed per pair so far (a host integer: known without a sync)
 
-    def _swap(self, state: torch.Tensor, energy: torch.Tensor, beta: torch.Tensor, generator, accepted: torch.Tensor) -> None:
-        "One even/odd sweep of Metropolis swaps between neighbouring replicas, in place on `state` (K, B, *S) and `energy` (K, B)."
-        K = state.shape[0]
-        event = [1] * (state.ndim - 2)
-        for parity in (0, 1):
-            lo = torch.arange(parity, K - 1, 2, device=state.device)
-            if lo.numel() == 0: continue
-            hi = lo + 1
-            log_ratio = (beta[lo] - beta[hi])[:, None] * (energy[lo] - energy[hi])
-            u = torch.rand(log_ratio.shape, generator=generator, device=state.device, dtype=log_ratio.dtype)
-            accept = u.log_() < log_ratio                      # NaN energies never swap
-            mask = accept.reshape(*accept.shape, *event)
-            x_lo, x_hi, e_lo, e_hi = state[lo], state[hi], energy[lo], energy[hi]
-            state[lo], state[hi] = torch.where(mask, x_hi, x_lo), torch.where(mask, x_lo, x_hi)
-            energy[lo], energy[hi] = torch.where(accept, e_hi, e_lo), torch.where(accept, e_lo, e_hi)
-            accepted.index_add_(0, lo, accept.sum(1))
+    _swap = staticmethod(_swap)   # one sweep of neighbour swaps, in place (samplers.parallel_tempering)
 
     def run_replicas(self, state: torch.Tensor, # replicas (K, B, *S); replica k at temperature Tₖ
                      n_steps: int, # sampler steps, with a swap sweep after every `swap_every` of them
@@ -238,31 +179,8 @@ class ParallelTemperingCD(ContrastiveDivergence):
                      generator: Optional[torch.Generator] = None, # RNG (or an int seed)
                     ) -> Tuple[torch.Tensor, torch.Tensor]: # (new replicas (K, B, *S), accepted swaps per pair (K−1,))
         "Advance K·B chains: the sampler on E/Tₖ for every replica in one batch, and Metropolis swaps between neighbours."
-        n_steps = check_int(n_steps, 'n_steps', minimum=0)
-        generator = resolve_generator(generator, self.device)
-        if not torch.is_tensor(state) or state.ndim < 3 or state.shape[0] != self.n_replicas:
-            raise ValueError(f"state must have shape (K={self.n_replicas}, B, *S); got {tuple(getattr(state, 'shape', ()))}")
-        K, B, event = state.shape[0], state.shape[1], state.shape[2:]
-        mk = {k: v.repeat(K, *([1] * (v.ndim - 1))) if torch.is_tensor(v) and v.ndim and v.shape[0] == B else v
-              for k, v in (model_kwargs or {}).items()}
-        beta = self.temperatures.reciprocal()
-        accepted = torch.zeros(K - 1, dtype=torch.long, device=state.device)
-        flat = state.reshape(K * B, *event)
-        sampler, model = self.sampler, self.sampler.model
-        sampler.model = _TemperedEnergy(self.model, beta.repeat_interleave(B))
-        try:
-            done = 0
-            while done < n_steps:
-                n = min(self.swap_every, n_steps - done)
-                flat = sampler.sample(x=flat, n_steps=n, reset_schedulers=done == 0, model_kwargs=mk or None,
-                                      generator=generator)
-                done += n
-                with torch.no_grad():
-                    energy = self.model(flat, **mk).reshape(K, B).to(beta.dtype)
-                self._swap(flat.view(K, B, *event), energy, beta, generator, accepted)
-        finally:
-            sampler.model = model
-        return flat.reshape(K, B, *event), accepted
+        return _advance_replicas(self.sampler, self.model, self.temperatures, state, n_steps, self.swap_every, model_kwargs,
+                                 resolve_generator(generator, self.device), reporter=self.sampler)
 
     def _buffer_shape(self, data_shape: Tuple[int, ...]) -> Tuple[int, ...]:
         "One buffer row per PT chain, holding its K replicas: (buffer_size, K, *S)."

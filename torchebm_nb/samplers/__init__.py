@@ -8,8 +8,10 @@ from .gradient_descent import GradientDescentSampler, NesterovSampler
 from .flow import FlowSampler, PredictionType
 from .adaptation import AdaptationResult, DualAveragingScheduler, adaptation_windows, window_adaptation
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
+from .parallel_tempering import ParallelTempering, ReplicaExchange
 
 __all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
            'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
            'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'adaptation_windows', 'window_adaptation',
-           'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule']
+           'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule',
+           'ParallelTempering', 'ReplicaExchange']
