@@ -31,6 +31,11 @@ def notebooks(paths):
     return sorted(set(q.resolve() for q in found))
 
 
+def _shown(path: Path) -> str:
+    try: return str(path.relative_to(ROOT))
+    except ValueError: return str(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('paths', nargs='*', help='notebooks or folders (default: nbs/)')
@@ -47,10 +52,12 @@ def main(argv=None) -> int:
             runner.preprocess(nb, {'metadata': {'path': str(path.parent)}})
         except CellExecutionError as error:
             failed.append(path)
-            print(f"FAILED {path.relative_to(ROOT)}: {str(error).splitlines()[-1] if str(error) else error}", flush=True)
+            cell = next((c for c in nb.cells if c.cell_type == 'code' and any(o.get('output_type') == 'error' for o in c.get('outputs', []))), None)
+            where = f" in the cell starting {cell.source.splitlines()[0]!r}" if cell is not None and cell.source else ''
+            print(f"FAILED {_shown(path)}{where}: {getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}", flush=True)
             continue
         nbformat.write(nb, path)
-        print(f"ok {path.relative_to(ROOT)} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(f"ok {_shown(path)} ({time.perf_counter() - start:.0f} s)", flush=True)
     if failed: print(f"{len(failed)} notebook(s) failed; they were left as they were", flush=True)
     return 1 if failed else 0
 
