@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -62,19 +62,36 @@ class BaseModel(TorchEBMModule, ABC):
             (grad,) = torch.autograd.grad(energy.sum(), x_in, create_graph=create_graph, allow_unused=True)
         if grad is None:
             raise RuntimeError(f"{type(self).__name__}.forward does not depend on x; its gradient is undefined")
-        return grad
+        return energy, grad
 
     def gradient(self, x: torch.Tensor, # input batch (B, *S) or a single point (D,)
                  model_kwargs: Optional[dict] = None, # conditioning passed to forward (e.g. {'y': labels})
                 ) -> torch.Tensor:
         "∇ₓE(x) by autograd: detached, shaped like x, in x's dtype, on the model's device."
-        return self._energy_with_grad(x, model_kwargs, create_graph=False).detach().to(x.dtype)
+        return self._energy_with_grad(x, model_kwargs, create_graph=False)[1].detach().to(x.dtype)
 
     def score(self, x: torch.Tensor, # input batch (B, *S)
               model_kwargs: Optional[dict] = None, # conditioning passed to forward
              ) -> torch.Tensor:
         "∇ₓE(x) kept in the autograd graph (create_graph=True). Note: ∇ₓ log p = −score(x)."
-        return self._energy_with_grad(x, model_kwargs, create_graph=True).to(x.dtype)
+        return self._energy_with_grad(x, model_kwargs, create_graph=True)[1].to(x.dtype)
+
+    @property
+    def gradient_computes_energy(self) -> bool:
+        "Whether `gradient` runs the forward pass anyway (autograd, in x's dtype, no autocast): then `energy_and_gradient` costs what `gradient` does."
+        return type(self).gradient is BaseModel.gradient and not self.force_fp32_gradient and not self.use_mixed_precision
+
+    def energy_and_gradient(self, x: torch.Tensor, # input batch (B, *S)
+                            model_kwargs: Optional[dict] = None, # conditioning passed to forward
+                           ) -> Tuple[torch.Tensor, torch.Tensor]: # (E(x) (B,), ∇ₓE(x) shaped like x), detached, in x's dtype
+        "E(x) and ∇ₓE(x) together: from the one forward pass autograd makes when `gradient_computes_energy`, else a forward pass and `gradient`."
+        if self.gradient_computes_energy:
+            energy, grad = self._energy_with_grad(x, model_kwargs, create_graph=False)
+            return energy.detach().to(x.dtype), grad.detach().to(x.dtype)
+        grad = self.gradient(x, model_kwargs) if model_kwargs else self.gradient(x)   # closed forms stay in play
+        with torch.no_grad():
+            energy = self(x, **self._prepare_model_kwargs(model_kwargs))
+        return energy.detach(), grad
 
     def __repr__(self):
         return f"{type(self).__name__}()"

@@ -11,7 +11,7 @@ import torch
 
 from ..core.base_integrator import BaseSymplecticIntegrator
 from ..core.base_model import BaseModel
-from ..core.base_sampler import BaseSampler
+from ..core.base_sampler import BaseSampler, negated_gradient
 from ..core.base_scheduler import BaseScheduler
 from ..core.validation import check_int, check_real, is_real
 from ..integrators.integrator_utils import resolve_integrator
@@ -116,8 +116,24 @@ class HamiltonianMonteCarlo(BaseSampler):
         force = self._force_fn(model_kwargs)
         mass = self.mass
         sqrt_mass = math.sqrt(mass) if isinstance(mass, float) else mass.sqrt()
-        return {'x': x, 'energy': self._energy(x, model_kwargs), 'force': force(x, None),
+        f0 = force(x, None)
+        return {'x': x, 'energy': self._energy_at(x, force, model_kwargs), 'force': f0,
                 'p': torch.empty_like(x), 'u': x.new_empty(x.shape[0]), 'force_fn': force, 'sqrt_mass': sqrt_mass}
+
+    def _force_fn(self, model_kwargs):
+        "The force −∇E; when the model's `gradient` computes E anyway, E at the point of the last call is kept in `force.last`."
+        if not getattr(self.model, 'gradient_computes_energy', False): return super()._force_fn(model_kwargs)
+        def force(x, t):
+            energy, grad = self.model.energy_and_gradient(x, model_kwargs) if model_kwargs else self.model.energy_and_gradient(x)
+            force.last = (x, energy)
+            return negated_gradient(grad)
+        force.last = (None, None)
+        return force
+
+    def _energy_at(self, x, force_fn, model_kwargs):
+        "E(x), clamped as `_energy` does: from the force's last call when that was at x itself (no second forward pass), else from the model."
+        seen, energy = getattr(force_fn, 'last', (None, None))
+        return energy.clamp(-1e10, 1e10) if seen is x else self._energy(x, model_kwargs)
 
     def _kinetic(self, p: torch.Tensor) -> torch.Tensor:
         k = p.square()
@@ -141,7 +157,7 @@ class HamiltonianMonteCarlo(BaseSampler):
         out = self.integrator.integrate({'x': x, 'p': p, 'force': force}, h, self.n_leapfrog_steps, self.mass,
                                         drift=state['force_fn'], safe=True)
         x1, p1, force1 = out['x'], out['p'], out['force']
-        energy1 = self._energy(x1, model_kwargs)
+        energy1 = self._energy_at(x1, state['force_fn'], model_kwargs)   # the force's last call was at x1
         delta = h0.sub_(self._kinetic(p1)).sub_(energy1).clamp_(-50.0, 50.0)     # H0 − H1; NaN stays NaN
         state['log_accept_ratio'] = delta                                    # read by step-size adaptation
         accept = self._draw_uniform(state, generator).log_() < delta          # NaN proposals are rejected

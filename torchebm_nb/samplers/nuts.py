@@ -78,7 +78,7 @@ class NoUTurnSampler(HamiltonianMonteCarlo):
     def _leaf(self, point, step, force_fn, model_kwargs):
         "One leapfrog step of every chain from `point` = (x, p, force) with its own step (B,); the new point and its energy."
         out = self.integrator.step({'x': point[0], 'p': point[1], 'force': point[2]}, step, self.mass, drift=force_fn, safe=True)
-        return (out['x'], out['p'], out['force']), self._energy(out['x'], model_kwargs)
+        return (out['x'], out['p'], out['force']), self._energy_at(out['x'], force_fn, model_kwargs)
 
     def _extend(self, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
                 leapfrog: Callable, uniform: Callable) -> None:

@@ -65,6 +65,15 @@ class _TemperedEnergy(BaseModel):
         return g * self.beta.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1)))
 
     @property
+    def gradient_computes_energy(self) -> bool:   # as the wrapped model's: then one pass gives both, scaled by βᵢ
+        return bool(getattr(self.model, 'gradient_computes_energy', False))
+
+    def energy_and_gradient(self, x, model_kwargs=None):
+        if not self.gradient_computes_energy: return super().energy_and_gradient(x, model_kwargs)
+        energy, g = self.model.energy_and_gradient(x, model_kwargs) if model_kwargs else self.model.energy_and_gradient(x)
+        return energy * self.beta.to(energy.dtype), g * self.beta.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1)))
+
+    @property
     def mean(self): return self.model.mean    # lets HMC infer the event shape of a GaussianModel
 
 # %% ../../nbs/20_samplers/09_parallel_tempering.ipynb #3ef624e3
