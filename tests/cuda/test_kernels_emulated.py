@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchebm_nb.core import BaseModel, CosineScheduler, DoubleWellModel, HarmonicModel
+from torchebm_nb.core import BaseModel, CosineScheduler, DoubleWellModel, HarmonicModel, RosenbrockModel
 from torchebm_nb.cuda import kernels
 from torchebm_nb.cuda.emulator import CPUEmulator, find_cxx
 from torchebm_nb.cuda.kernels import (analytic_energy_plan, hmc_chain_, kernel_backend, langevin_chain_,
@@ -399,7 +399,46 @@ def test_samplers_fall_back_to_torch_when_a_kernel_fails(make):
         out = sampler.sample(dim=3, n_samples=16, n_steps=5, generator=torch.Generator().manual_seed(0))
     assert out.shape == (16, 3) and torch.isfinite(out).all()
     messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
-    assert any('could not be compiled or loaded' in m and 'simulated' in m for m in messages), messages
+    assert any('could not be compiled, loaded or launched' in m and 'simulated' in m for m in messages), messages
+
+
+class LaunchFailingBackend:
+    "Compiles and loads like the emulator, but every launch fails, as one asking for more registers than a block has would."
+    device_type = 'cpu'
+    def __init__(self): self.inner = CPUEmulator()
+    def function(self, source, name, device=None): return self.inner.function(source, name, device)
+    def launch(self, *args): raise RuntimeError('CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (simulated)')
+
+
+@pytest.mark.parametrize('make', [
+    lambda: LangevinDynamics(DoubleWellModel(), step_size=0.01),                    # whole-chain path
+    lambda: LangevinDynamics(_Wrapped(), step_size=0.01),                           # fused path
+    lambda: HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1, n_leapfrog_steps=3),
+])
+def test_samplers_fall_back_to_torch_when_a_launch_fails(make):
+    from torchebm_nb.core.base_module import _WARNED_ONCE
+    _WARNED_ONCE.difference_update({k for k in _WARNED_ONCE if k.startswith('torchebm_nb.cuda.fallback')})
+    x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
+    with use_backend(LaunchFailingBackend()), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        out = make().sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (16, 3) and torch.isfinite(out).all() and not torch.equal(out, x0)
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert any('launched' in m and 'OUT_OF_RESOURCES' in m for m in messages), messages
+
+
+def test_probe_launches_touch_nothing(emu):
+    "Building a kernel object launches it on zero elements or chains: the chains, seed and parameters stay as they were."
+    from torchebm_nb.cuda.kernels import FusedLangevinUpdate, WholeChainHMC, WholeChainLangevin
+    grid_emu = CPUEmulator(emulate_grid=True)   # every thread of the probe's block runs
+    for build in (lambda x: FusedLangevinUpdate(x, 3, clamp=(-1.0, 1.0), backend=grid_emu),
+                  lambda x: WholeChainLangevin(x, DoubleWellModel(), 3, backend=grid_emu),
+                  lambda x: WholeChainLangevin(x, RosenbrockModel(), 3, backend=grid_emu),
+                  lambda x: WholeChainHMC(x, HarmonicModel(), 4, 3, mass=torch.tensor([1.0, 2.0, 0.5]), backend=grid_emu)):
+        x = torch.randn(40, 3, generator=torch.Generator().manual_seed(2))
+        before = x.clone()
+        build(x)
+        assert torch.equal(x, before)
 
 
 class _Wrapped(BaseModel):

@@ -494,9 +494,9 @@ def kernel_fallback_warning(owner: str, # the sampler's class name
                             path: str, # which kernel path failed ('chain' or 'fused')
                             error: BaseException, # what the backend raised
                            ) -> None:
-    "Warn once per (owner, path, error type) that a kernel could not be compiled or loaded and torch runs instead."
+    "Warn once per (owner, path, error type) that a kernel could not be compiled, loaded or launched and torch runs instead."
     warn_once(f'torchebm_nb.cuda.fallback.{owner}.{path}.{type(error).__name__}',
-              f"{owner}: the CUDA {path} kernel could not be compiled or loaded ({type(error).__name__}: {error}); "
+              f"{owner}: the CUDA {path} kernel could not be compiled, loaded or launched ({type(error).__name__}: {error}); "
               "running on torch instead. torchebm_nb.cuda.disable_kernels() silences this.", RuntimeWarning, stacklevel=None)
 
 @contextmanager
@@ -573,7 +573,7 @@ class FusedLangevinUpdate:
         self._counters = philox_counters(self.n)   # Philox counters one update uses
         self._x_aligned = self.n % 4 == 0 and x.data_ptr() % 16 == 0   # float4 access possible on the x side
         self._fn = {}
-        self._function(False)   # compile (or load) now: a failure surfaces here, before any step
+        self._probe()   # compile (or load) and launch now: a failure surfaces here, before any step
 
     def _function(self, external: bool):
         fn = self._fn.get(external)
@@ -581,6 +581,13 @@ class FusedLangevinUpdate:
             fn = self._fn[external] = self.backend.function(kernel_source(None, None, external, 'tebm_langevin_update'),
                                                             'tebm_langevin_update', self.x.device)
         return fn
+
+    def _probe(self) -> None:
+        "Compile, load and launch the kernel on zero elements with the run's block size (no memory is touched)."
+        x = self.x
+        self.backend.launch(self._function(False), (1,), (_BLOCK,),
+                            (_ptr(x), _ptr(x), np.int64(0), np.float32(0.0), np.float32(0.0), _ptr(self.seed), np.uint64(0),
+                             _ptr(None), np.int32(0), np.float32(0.0), np.float32(0.0), np.int32(0)), x)
 
     def __call__(self, grad: torch.Tensor, # ∇E(x), shaped like x, float32 (made contiguous if needed)
                  step_size: float, # h
@@ -747,7 +754,7 @@ class WholeChainLangevin:
         self.seed = _seed_tensor(seed, x)
         self._clamp = _check_clamp(clamp)
         self._fn = {}
-        self._function(False)   # compile (or load) now: a failure surfaces here, before any step
+        self._probe()   # compile (or load) and launch now: a failure surfaces here, before any step
 
     def _function(self, external: bool):
         fn = self._fn.get(external)
@@ -757,6 +764,17 @@ class WholeChainLangevin:
             src = kernel_source(plan.energy, None if plan.separable else plan.dim, external, name)
             fn = self._fn[external] = self.backend.function(src, name, self.x.device)
         return fn
+
+    def _probe(self) -> None:
+        "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
+        x, plan, fn = self.x, self.plan, self._function(False)
+        tail = (_ptr(self.seed), np.uint64(0), _ptr(None), np.int32(0), np.float32(0.0), np.float32(0.0), _ptr(None), np.int32(0))
+        if plan.separable:
+            self.backend.launch(fn, (1,), (_BLOCK,), (_ptr(x), np.int64(0), np.int32(plan.dim), _ptr(plan.params),
+                                                     _ptr(None), _ptr(None), np.int32(0)) + tail, x)
+        else:
+            self.backend.launch(fn, (1,), (_chain_block(x.shape[0]),), (_ptr(x), np.int32(0), _ptr(plan.params),
+                                                                       _ptr(None), _ptr(None), np.int32(0)) + tail, x)
 
     def step_arrays(self, step_sizes, # h per step (numbers or a 1-D float32 tensor)
                     noise_coefs, # c = σ√(2h) per step
@@ -851,7 +869,7 @@ class WholeChainHMC:
         self.seed = _seed_tensor(seed, x)
         self._scratch_counts = torch.zeros(x.shape[0], dtype=torch.int32, device=x.device)
         self._fn = {}
-        self._function(False)   # compile (or load) now: a failure surfaces here, before any iteration
+        self._probe()   # compile (or load) and launch now: a failure surfaces here, before any iteration
 
     def _function(self, external: bool):
         fn = self._fn.get(external)
@@ -859,6 +877,15 @@ class WholeChainHMC:
             src = kernel_source(self.plan.energy, self.plan.dim, external, 'tebm_hmc_chain')
             fn = self._fn[external] = self.backend.function(src, 'tebm_hmc_chain', self.x.device)
         return fn
+
+    def _probe(self) -> None:
+        "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
+        x, (mass_mode, sqrt_m, inv_m, mass_arr, _) = self.x, self._mass
+        self.backend.launch(self._function(False), (1,), (_chain_block(x.shape[0]),),
+                            (_ptr(x), np.int32(0), _ptr(self.plan.params), _ptr(None), _ptr(None), _ptr(None), np.int32(0),
+                             np.int32(self.n_leapfrog_steps), np.int32(mass_mode), sqrt_m, inv_m, _ptr(mass_arr),
+                             _ptr(self.seed), np.uint64(0), _ptr(None), _ptr(None), np.float32(self.max_force), _ptr(None),
+                             _ptr(None), _ptr(None), _ptr(None), np.int32(0)), x)
 
     def step_arrays(self, step_sizes, # leapfrog step h per iteration: numbers (a tensor is read back to the host once)
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
