@@ -18,17 +18,9 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
+from make_docs import notebooks   # the same notebook selection as the docs build (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def notebooks(paths):
-    "The .ipynb files named or found under the given paths (default: nbs/), sorted, checkpoints excluded."
-    found = []
-    for p in (Path(x) for x in (paths or [ROOT / 'nbs'])):
-        if p.is_dir(): found += [q for q in p.rglob('*.ipynb') if '.ipynb_checkpoints' not in q.parts]
-        elif p.suffix == '.ipynb' and p.exists(): found.append(p)
-        else: sys.exit(f"run_notebooks: no notebook at {p}")
-    return sorted(set(q.resolve() for q in found))
 
 
 def _shown(path: Path) -> str:
@@ -44,7 +36,9 @@ def main(argv=None) -> int:
     os.environ.pop('MPLBACKEND', None)
     os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
     failed = []
-    for path in notebooks(args.paths):
+    try: chosen = notebooks(args.paths or None)
+    except FileNotFoundError as error: sys.exit(str(error))
+    for path in chosen:
         start = time.perf_counter()
         nb = nbformat.read(path, as_version=4)
         runner = ExecutePreprocessor(timeout=args.timeout, kernel_name='python3')

@@ -385,23 +385,6 @@ class FailingBackend:
     def launch(self, *args): raise AssertionError('never reached')
 
 
-@pytest.mark.parametrize('make', [
-    lambda: LangevinDynamics(DoubleWellModel(), step_size=0.01),                    # whole-chain path
-    lambda: LangevinDynamics(_Wrapped(), step_size=0.01),                           # fused path
-    lambda: HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1, n_leapfrog_steps=3),
-])
-def test_samplers_fall_back_to_torch_when_a_kernel_fails(make):
-    from torchebm_nb.core.base_module import _WARNED_ONCE
-    _WARNED_ONCE.difference_update({k for k in _WARNED_ONCE if k.startswith('torchebm_nb.cuda.fallback')})
-    sampler = make()
-    with use_backend(FailingBackend()), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        out = sampler.sample(dim=3, n_samples=16, n_steps=5, generator=torch.Generator().manual_seed(0))
-    assert out.shape == (16, 3) and torch.isfinite(out).all()
-    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
-    assert any('could not be compiled, loaded or launched' in m and 'simulated' in m for m in messages), messages
-
-
 class LaunchFailingBackend:
     "Compiles and loads like the emulator, but every launch fails, as one asking for more registers than a block has would."
     device_type = 'cpu'
@@ -410,21 +393,23 @@ class LaunchFailingBackend:
     def launch(self, *args): raise RuntimeError('CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (simulated)')
 
 
+@pytest.mark.parametrize('backend', [FailingBackend, LaunchFailingBackend], ids=['compile', 'launch'])
 @pytest.mark.parametrize('make', [
     lambda: LangevinDynamics(DoubleWellModel(), step_size=0.01),                    # whole-chain path
     lambda: LangevinDynamics(_Wrapped(), step_size=0.01),                           # fused path
     lambda: HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1, n_leapfrog_steps=3),
 ])
-def test_samplers_fall_back_to_torch_when_a_launch_fails(make):
+def test_samplers_fall_back_to_torch_when_a_kernel_fails(make, backend):
     from torchebm_nb.core.base_module import _WARNED_ONCE
     _WARNED_ONCE.difference_update({k for k in _WARNED_ONCE if k.startswith('torchebm_nb.cuda.fallback')})
     x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
-    with use_backend(LaunchFailingBackend()), warnings.catch_warnings(record=True) as caught:
+    with use_backend(backend()), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         out = make().sample(x=x0, n_steps=5, generator=torch.Generator().manual_seed(0))
     assert out.shape == (16, 3) and torch.isfinite(out).all() and not torch.equal(out, x0)
     messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
-    assert any('launched' in m and 'OUT_OF_RESOURCES' in m for m in messages), messages
+    expected = 'NVRTC_ERROR_COMPILATION' if backend is FailingBackend else 'OUT_OF_RESOURCES'
+    assert any('could not be compiled, loaded or launched' in m and expected in m and 'simulated' in m for m in messages), messages
 
 
 def test_probe_launches_touch_nothing(emu):

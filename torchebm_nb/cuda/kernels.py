@@ -569,7 +569,6 @@ class FusedLangevinUpdate:
         self.backend = _resolve_backend(x, backend)
         self.seed = _seed_tensor(seed, x)
         self._clamp = _check_clamp(clamp)
-        self._grid = _grid(-(-self.n // 4))
         self._counters = philox_counters(self.n)   # Philox counters one update uses
         self._x_aligned = self.n % 4 == 0 and x.data_ptr() % 16 == 0   # float4 access possible on the x side
         self._fn = {}
@@ -582,12 +581,16 @@ class FusedLangevinUpdate:
                                                             'tebm_langevin_update', self.x.device)
         return fn
 
+    def _launch(self, fn, n: int, grad: torch.Tensor, step_size: float, noise_coef: float, counter: int, noise, vec4: int):
+        "The one launch over the first `n` elements (0 for the probe); the kernel's argument list lives here only."
+        x, (do_clamp, lo, hi) = self.x, self._clamp
+        self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,),
+                            (_ptr(x), _ptr(grad), np.int64(n), np.float32(step_size), np.float32(noise_coef),
+                             _ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, np.int32(vec4)), x)
+
     def _probe(self) -> None:
         "Compile, load and launch the kernel on zero elements with the run's block size (no memory is touched)."
-        x = self.x
-        self.backend.launch(self._function(False), (1,), (_BLOCK,),
-                            (_ptr(x), _ptr(x), np.int64(0), np.float32(0.0), np.float32(0.0), _ptr(self.seed), np.uint64(0),
-                             _ptr(None), np.int32(0), np.float32(0.0), np.float32(0.0), np.int32(0)), x)
+        self._launch(self._function(False), 0, self.x, 0.0, 0.0, 0, None, 0)
 
     def __call__(self, grad: torch.Tensor, # ∇E(x), shaped like x, float32 (made contiguous if needed)
                  step_size: float, # h
@@ -604,13 +607,7 @@ class FusedLangevinUpdate:
         external = noise is not None
         if external: noise = _like(noise, x, 'noise', self.n)
         fn = self._function(external)
-        if self.n:
-            vec4 = int(self._x_aligned and grad.data_ptr() % 16 == 0)
-            do_clamp, lo, hi = self._clamp
-            self.backend.launch(fn, self._grid, (_BLOCK,),
-                                (_ptr(x), _ptr(grad), np.int64(self.n), np.float32(step_size), np.float32(noise_coef),
-                                 _ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi,
-                                 np.int32(vec4)), x)
+        if self.n: self._launch(fn, self.n, grad, step_size, noise_coef, counter, noise, int(self._x_aligned and grad.data_ptr() % 16 == 0))
         return counter + self._counters
 
 def langevin_update_(x: torch.Tensor, # chains, float32, contiguous; updated in place
@@ -765,16 +762,22 @@ class WholeChainLangevin:
             fn = self._fn[external] = self.backend.function(src, name, self.x.device)
         return fn
 
+    def _launch(self, fn, n_chains: int, hs, cs, n_steps: int, counter: int, noise, first_bad, step0: int) -> None:
+        "The one launch over the first `n_chains` chains (0 for the probe), with the run's block size; the argument lists live here only."
+        x, plan, (do_clamp, lo, hi) = self.x, self.plan, self._clamp
+        tail = (_ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, _ptr(first_bad), np.int32(step0))
+        if plan.separable:
+            n = n_chains * plan.dim
+            self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,), (_ptr(x), np.int64(n), np.int32(plan.dim), _ptr(plan.params),
+                                                                  _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
+        else:
+            block = _chain_block(x.shape[0])
+            self.backend.launch(fn, _grid(n_chains, block), (block,), (_ptr(x), np.int32(n_chains), _ptr(plan.params),
+                                                                       _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
+
     def _probe(self) -> None:
         "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
-        x, plan, fn = self.x, self.plan, self._function(False)
-        tail = (_ptr(self.seed), np.uint64(0), _ptr(None), np.int32(0), np.float32(0.0), np.float32(0.0), _ptr(None), np.int32(0))
-        if plan.separable:
-            self.backend.launch(fn, (1,), (_BLOCK,), (_ptr(x), np.int64(0), np.int32(plan.dim), _ptr(plan.params),
-                                                     _ptr(None), _ptr(None), np.int32(0)) + tail, x)
-        else:
-            self.backend.launch(fn, (1,), (_chain_block(x.shape[0]),), (_ptr(x), np.int32(0), _ptr(plan.params),
-                                                                       _ptr(None), _ptr(None), np.int32(0)) + tail, x)
+        self._launch(self._function(False), 0, None, None, 0, 0, None, None, 0)
 
     def step_arrays(self, step_sizes, # h per step (numbers or a 1-D float32 tensor)
                     noise_coefs, # c = σ√(2h) per step
@@ -793,23 +796,14 @@ class WholeChainLangevin:
                  step0: int = 0, # steps already taken (offsets first_bad)
                 ) -> int:
         "Run the steps in one launch; returns the next free Philox counter."
-        x, plan = self.x, self.plan
+        x = self.x
         (hs, cs), n_steps = _span(arrays, start, stop)
         n_chains, n = x.shape[0], x.numel()
         if noise is not None: noise = _like(noise, x, 'noise', n_steps * n)
         first_bad = _first_bad(first_bad, n_chains, x)
         external = noise is not None
         if n and n_steps:
-            fn = self._function(external)
-            do_clamp, lo, hi = self._clamp
-            tail = (_ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, _ptr(first_bad), np.int32(step0))
-            if plan.separable:
-                self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,), (_ptr(x), np.int64(n), np.int32(plan.dim), _ptr(plan.params),
-                                                                      _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
-            else:
-                block = _chain_block(n_chains)
-                self.backend.launch(fn, _grid(n_chains, block), (block,), (_ptr(x), np.int32(n_chains), _ptr(plan.params),
-                                                                   _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
+            self._launch(self._function(external), n_chains, hs, cs, n_steps, counter, noise, first_bad, step0)
         return counter + n_steps * philox_counters(n)
 
 def langevin_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous; updated in place
@@ -878,14 +872,22 @@ class WholeChainHMC:
             fn = self._fn[external] = self.backend.function(src, 'tebm_hmc_chain', self.x.device)
         return fn
 
+    def _launch(self, fn, n_chains: int, steps, n_iter: int, counter: int, noise, uniforms, energy, accepted, n_accepted,
+                first_bad, step0: int) -> None:
+        "The one launch over the first `n_chains` chains (0 for the probe), with the run's block size; the argument list lives here only."
+        x, (mass_mode, sqrt_m, inv_m, mass_arr, _) = self.x, self._mass
+        hs, halves, moves = steps
+        block = _chain_block(x.shape[0])
+        self.backend.launch(fn, _grid(n_chains, block), (block,),
+                            (_ptr(x), np.int32(n_chains), _ptr(self.plan.params), _ptr(hs), _ptr(halves), _ptr(moves),
+                             np.int32(n_iter), np.int32(self.n_leapfrog_steps), np.int32(mass_mode), sqrt_m, inv_m,
+                             _ptr(mass_arr), _ptr(self.seed), np.uint64(counter), _ptr(noise), _ptr(uniforms),
+                             np.float32(self.max_force), _ptr(energy), _ptr(accepted), _ptr(n_accepted),
+                             _ptr(first_bad), np.int32(step0)), x)
+
     def _probe(self) -> None:
         "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
-        x, (mass_mode, sqrt_m, inv_m, mass_arr, _) = self.x, self._mass
-        self.backend.launch(self._function(False), (1,), (_chain_block(x.shape[0]),),
-                            (_ptr(x), np.int32(0), _ptr(self.plan.params), _ptr(None), _ptr(None), _ptr(None), np.int32(0),
-                             np.int32(self.n_leapfrog_steps), np.int32(mass_mode), sqrt_m, inv_m, _ptr(mass_arr),
-                             _ptr(self.seed), np.uint64(0), _ptr(None), _ptr(None), np.float32(self.max_force), _ptr(None),
-                             _ptr(None), _ptr(None), _ptr(None), np.int32(0)), x)
+        self._launch(self._function(False), 0, (None, None, None), 0, 0, None, None, None, None, None, None, 0)
 
     def step_arrays(self, step_sizes, # leapfrog step h per iteration: numbers (a tensor is read back to the host once)
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -907,7 +909,7 @@ class WholeChainHMC:
                  step0: int = 0, # iterations already taken (offsets first_bad)
                 ) -> Tuple[int, torch.Tensor, torch.Tensor]:
         "Run the iterations in one launch: (next Philox counter, energy (n_chains,), last iteration accepted (n_chains,) bool)."
-        x, plan = self.x, self.plan
+        x = self.x
         (hs, halves, moves), n_iter = _span(arrays, start, stop)
         n_chains, n = x.shape[0], x.numel()
         if (noise is None) != (uniforms is None): raise ValueError("noise and uniforms go together: pass both or neither")
@@ -921,15 +923,8 @@ class WholeChainHMC:
         accepted = torch.empty(n_chains, dtype=torch.int32, device=x.device)   # the kernel writes every entry
         external = noise is not None
         if n_chains:   # also for zero iterations: the kernel then only evaluates the energy
-            fn = self._function(external)
-            mass_mode, sqrt_m, inv_m, mass_arr, _ = self._mass
-            block = _chain_block(n_chains)
-            self.backend.launch(fn, _grid(n_chains, block), (block,),
-                                (_ptr(x), np.int32(n_chains), _ptr(plan.params), _ptr(hs), _ptr(halves), _ptr(moves),
-                                 np.int32(n_iter), np.int32(self.n_leapfrog_steps), np.int32(mass_mode), sqrt_m, inv_m,
-                                 _ptr(mass_arr), _ptr(self.seed), np.uint64(counter), _ptr(noise), _ptr(uniforms),
-                                 np.float32(self.max_force), _ptr(energy), _ptr(accepted), _ptr(n_accepted),
-                                 _ptr(first_bad), np.int32(step0)), x)
+            self._launch(self._function(external), n_chains, (hs, halves, moves), n_iter, counter, noise, uniforms,
+                         energy, accepted, n_accepted, first_bad, step0)
         per_iter = philox_counters(n) + -(-n_chains // 4)
         return counter + n_iter * per_iter, energy, accepted.bool()
 

@@ -65,9 +65,9 @@ class NoUTurnSampler(HamiltonianMonteCarlo):
         self._tree_log = []
         return super()._init_chain(x, model_kwargs, generator)
 
-    def _turned(self, p_first, p_last, p_left_end, p_right_start, rho_left, rho_right) -> torch.Tensor:
-        "Per chain (B,): whether joining two adjacent pieces of trajectory fails the generalised no-U-turn criterion."
-        inverse_mass = 1.0 / self.mass
+    @staticmethod
+    def _turned(inverse_mass, p_first, p_last, p_left_end, p_right_start, rho_left, rho_right) -> torch.Tensor:
+        "Per chain (B,): whether joining two adjacent pieces of trajectory fails the generalised no-U-turn criterion (M⁻¹ given)."
         def fails(p_minus, p_plus, rho):   # not (p♯⁻·ρ > 0 and p♯⁺·ρ > 0), with p♯·ρ = p·M⁻¹ρ; NaN fails
             rho = rho * inverse_mass
             return ~(((p_minus * rho).sum(-1) > 0) & ((p_plus * rho).sum(-1) > 0))
@@ -84,6 +84,7 @@ class NoUTurnSampler(HamiltonianMonteCarlo):
                 leapfrog: Callable, uniform: Callable) -> None:
         "Build a subtree of 2^depth points on each unfinished chain's `forward` side, in lockstep; join it where it is valid."
         alive = ~chains['done']
+        inverse_mass = 1.0 / self.mass   # M⁻¹ of the U-turn checks: once per doubling, not once per check
         point = _where_point(forward, tree['right'], tree['left'])
         signed_step = torch.where(forward, step, -step)
         log_weight, candidate = torch.full_like(step, -math.inf), tree['sample']
@@ -106,7 +107,7 @@ class NoUTurnSampler(HamiltonianMonteCarlo):
             momentum_sum = momentum_sum + leaf[1]
             turned = torch.zeros_like(valid)
             for k in range(1, _trailing_zeros(n + 1, depth) + 1):   # the blocks that end here: check across their halves
-                turned |= self._turned(first[k], leaf[1], before[k - 1], first[k - 1],
+                turned |= self._turned(inverse_mass, first[k], leaf[1], before[k - 1], first[k - 1],
                                        sum_before[k - 1] - sum_before[k], momentum_sum - sum_before[k - 1])
             alive = valid & ~turned
             point = _where_point(alive, leaf, point)
@@ -114,7 +115,7 @@ class NoUTurnSampler(HamiltonianMonteCarlo):
         take = alive & (uniform() < (log_weight - tree['log_weight']).exp())
         tree['sample'] = _where_point(take, candidate, tree['sample'])
         far = _where(forward, tree['left'][1], tree['right'][1])
-        turned = self._turned(far, point[1], before[depth], first[depth], tree['momentum_sum'], momentum_sum)
+        turned = self._turned(inverse_mass, far, point[1], before[depth], first[depth], tree['momentum_sum'], momentum_sum)
         tree['log_weight'] = torch.where(alive, torch.logaddexp(tree['log_weight'], log_weight), tree['log_weight'])
         tree['momentum_sum'] = _where(alive, tree['momentum_sum'] + momentum_sum, tree['momentum_sum'])
         tree['right'] = _where_point(alive & forward, point, tree['right'])

@@ -62,6 +62,10 @@ class _TemperedEnergy(BaseModel):
         inner = getattr(self.model, 'gradient', None)
         if inner is None: return super().gradient(x, model_kwargs)
         g = inner(x, model_kwargs) if model_kwargs else inner(x)   # no kwargs: closed-form overrides stay in play
+        return self._scaled(g)
+
+    def _scaled(self, g: torch.Tensor) -> torch.Tensor:
+        "βᵢ·g for a (B, *S) gradient."
         return g * self.beta.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1)))
 
     @property
@@ -71,7 +75,7 @@ class _TemperedEnergy(BaseModel):
     def energy_and_gradient(self, x, model_kwargs=None):
         if not self.gradient_computes_energy: return super().energy_and_gradient(x, model_kwargs)
         energy, g = self.model.energy_and_gradient(x, model_kwargs) if model_kwargs else self.model.energy_and_gradient(x)
-        return energy * self.beta.to(energy.dtype), g * self.beta.to(g.dtype).reshape(-1, *([1] * (g.ndim - 1)))
+        return energy * self.beta.to(energy.dtype), self._scaled(g)
 
     @property
     def mean(self): return self.model.mean    # lets HMC infer the event shape of a GaussianModel
