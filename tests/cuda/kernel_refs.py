@@ -29,27 +29,27 @@ def energies(dim: int = 4, device='cpu'):
 
 
 class FedLangevin(LangevinDynamics):
-    "The torch Langevin path, drawing its noise from a given (n_steps, *x.shape) tensor."
+    "The torch Langevin path (run it outside `use_backend`), drawing its noise from a given (n_steps, *x.shape) tensor."
     def __init__(self, *args, noise=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fed, self.use_cuda_kernels = noise, False
-    def _draw_noise(self, state, generator):
+        self.fed = noise
+    def _draw_noise(self, x, generator):
         self._i = getattr(self, '_i', -1) + 1
-        return state['noise'].copy_(self.fed[self._i].reshape(state['noise'].shape))
+        return self.fed[self._i].reshape(x.shape).to(x.dtype).clone()
 
 
 class FedHMC(HamiltonianMonteCarlo):
     "The torch HMC path, drawing momenta and uniforms from given (n_iter, B, D) and (n_iter, B) tensors."
     def __init__(self, *args, momenta=None, uniforms=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fed_p, self.fed_u, self.use_cuda_kernels = momenta, uniforms, False
+        self.fed_p, self.fed_u = momenta, uniforms
         self._ip = self._iu = -1
-    def _draw_momentum(self, state, generator):
+    def _draw_momentum(self, x, generator):
         self._ip += 1
-        return state['p'].copy_(self.fed_p[self._ip].reshape(state['p'].shape))
-    def _draw_uniform(self, state, generator):
+        return self.fed_p[self._ip].reshape(x.shape).to(x.dtype).clone()
+    def _draw_uniform(self, x, generator):
         self._iu += 1
-        return state['u'].copy_(self.fed_u[self._iu])
+        return self.fed_u[self._iu].to(x.dtype).clone()
 
 
 def langevin_normals(n_steps: int, shape, seed: int, counter: int = 0, device='cpu'):

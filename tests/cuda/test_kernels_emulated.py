@@ -213,7 +213,7 @@ def spy(monkeypatch, module, name):
 
 
 def test_langevin_sampler_whole_chain_path(emu, monkeypatch):
-    import torchebm_nb.samplers.langevin_dynamics as ld
+    import torchebm_nb.cuda.dispatch as ld
     calls = spy(monkeypatch, ld.WholeChainLangevin, '__call__')
     model = energies()['double_well']
     x0, n_steps = start(64, 4), 40
@@ -228,7 +228,7 @@ def test_langevin_sampler_whole_chain_path(emu, monkeypatch):
 
 
 def test_langevin_sampler_trajectory_and_diagnostics(emu, monkeypatch):
-    import torchebm_nb.samplers.langevin_dynamics as ld
+    import torchebm_nb.cuda.dispatch as ld
     calls = spy(monkeypatch, ld.WholeChainLangevin, '__call__')
     model = energies()['rastrigin']
     x0 = start(32, 4)
@@ -245,7 +245,7 @@ def test_langevin_sampler_trajectory_and_diagnostics(emu, monkeypatch):
 
 
 def test_langevin_sampler_fused_path_any_model(emu, monkeypatch):
-    import torchebm_nb.samplers.langevin_dynamics as ld
+    import torchebm_nb.cuda.dispatch as ld
     calls = spy(monkeypatch, ld.FusedLangevinUpdate, '__call__')
 
     class Wrapped(BaseModel):                           # autograd energy: not an analytic class
@@ -264,12 +264,12 @@ def test_langevin_sampler_fused_path_any_model(emu, monkeypatch):
 
 
 def test_langevin_sampler_torch_path_when_asked_or_unsupported(emu, monkeypatch):
-    import torchebm_nb.samplers.langevin_dynamics as ld
+    import torchebm_nb.cuda.dispatch as ld
     chain, fused = spy(monkeypatch, ld.WholeChainLangevin, '__call__'), spy(monkeypatch, ld.FusedLangevinUpdate, '__call__')
     model = DoubleWellModel()
+    with use_backend(None):
+        LangevinDynamics(model, step_size=0.01).sample(dim=2, n_samples=4, n_steps=3)
     with use_backend(emu):
-        off = LangevinDynamics(model, step_size=0.01); off.use_cuda_kernels = False
-        off.sample(dim=2, n_samples=4, n_steps=3)
         LangevinDynamics(model, step_size=0.01, integrator='heun').sample(dim=2, n_samples=4, n_steps=3)
         LangevinDynamics(model, step_size=0.01, dtype=torch.float64).sample(dim=2, n_samples=4, n_steps=3)
     assert chain == [] and fused == []
@@ -285,7 +285,7 @@ def test_langevin_sampler_kernel_path_reports_divergence(emu):
 
 
 def test_hmc_sampler_whole_chain_path(emu, monkeypatch):
-    import torchebm_nb.samplers.hmc as hm
+    import torchebm_nb.cuda.dispatch as hm
     calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
     model = energies(3)['gaussian_full']
     x0, n_iter = start(24, 3), 15
@@ -509,7 +509,7 @@ def test_cupy_backend_glue_without_a_gpu(monkeypatch):
 
 def test_mala_takes_the_whole_chain_hmc_kernel(emu, monkeypatch):
     "MALA(h) on the kernel path is the HMC kernel with L = 1 and step √(2h): the same launches, the same numbers."
-    import torchebm_nb.samplers.hmc as hm
+    import torchebm_nb.cuda.dispatch as hm
     from torchebm_nb.samplers import MetropolisAdjustedLangevin
     calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
     model, x0, h = energies(3)['gaussian_full'], start(32, 3), 0.3
@@ -525,7 +525,7 @@ def test_mala_takes_the_whole_chain_hmc_kernel(emu, monkeypatch):
 
 def test_adapted_hmc_samples_on_the_kernel_path(emu, monkeypatch):
     "Warm-up runs on torch; the tuned sampler (tensor mass, constant step) then takes the whole-chain kernel."
-    import torchebm_nb.samplers.hmc as hm
+    import torchebm_nb.cuda.dispatch as hm
     from torchebm_nb.samplers.adaptation import window_adaptation
     calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
     model = energies(3)['gaussian_diag']

@@ -83,8 +83,8 @@ def test_hmc_chain_matches_torch_sampler(name, mass):
 
 
 def test_samplers_use_kernels_by_default(monkeypatch):
-    import torchebm_nb.samplers.hmc as hm
-    import torchebm_nb.samplers.langevin_dynamics as ld
+    import torchebm_nb.cuda.dispatch as hm
+    import torchebm_nb.cuda.dispatch as ld
     calls = {'chain': 0, 'fused': 0, 'hmc': 0}
     for mod, name, key in ((ld.WholeChainLangevin, '__call__', 'chain'), (ld.FusedLangevinUpdate, '__call__', 'fused'), (hm.WholeChainHMC, '__call__', 'hmc')):
         real = getattr(mod, name)

@@ -25,9 +25,9 @@ from torchebm_nb._deprecation import DEPRECATIONS, TorchEBMDeprecationWarning
 from torchebm_nb.core import BaseModel, DoubleWellModel, GaussianModel, HarmonicModel
 from torchebm_nb.core.base_module import _WARNED_ONCE
 from torchebm_nb.losses.contrastive_divergence import (ContrastiveDivergence, ParallelTemperingCD,
-                                                       PersistentContrastiveDivergence, _CALL_TIME_DEPRECATION,
-                                                       _TemperedEnergy)
+                                                       PersistentContrastiveDivergence, _CALL_TIME_DEPRECATION)
 from torchebm_nb.samplers import HamiltonianMonteCarlo, LangevinDynamics
+from torchebm_nb.samplers.parallel_tempering import TemperedEnergy, swap_replicas
 
 from conftest import MLPEnergy
 
@@ -348,15 +348,15 @@ def test_tempered_energy_scales_energy_and_closed_form_gradient():
     well = DoubleWellModel(2.0)
     beta = torch.tensor([1.0, 0.25, 0.5])
     x = torch.tensor([[0.3, -1.2], [0.7, 0.1], [-2.0, 0.5]])
-    tempered = _TemperedEnergy(well, beta)
+    tempered = TemperedEnergy(well, beta)
     torch.testing.assert_close(tempered(x), well(x) * beta)
     torch.testing.assert_close(tempered.gradient(x), well.gradient(x) * beta[:, None])
     mlp = MLPEnergy(hidden=8)
-    torch.testing.assert_close(_TemperedEnergy(mlp, beta).gradient(x), mlp.gradient(x) * beta[:, None])
+    torch.testing.assert_close(TemperedEnergy(mlp, beta).gradient(x), mlp.gradient(x) * beta[:, None])
 
     class NoClosedForm(nn.Module):
         def forward(self, x): return x.square().sum(-1)
-    torch.testing.assert_close(_TemperedEnergy(NoClosedForm(), beta).gradient(x), 2 * x * beta[:, None])
+    torch.testing.assert_close(TemperedEnergy(NoClosedForm(), beta).gradient(x), 2 * x * beta[:, None])
 
 
 def test_swap_rule_acceptance_probability():
@@ -368,7 +368,7 @@ def test_swap_rule_acceptance_probability():
     state = torch.cat([torch.full((1, n, 1), 1.0), torch.full((1, n, 1), 0.5), torch.zeros(1, n, 1)])
     energy = well(state.reshape(-1, 1)).reshape(3, n)
     accepted = torch.zeros(2, dtype=torch.long)
-    pt._swap(state, energy, beta, gen(0), accepted)
+    swap_replicas(state, energy, beta, gen(0), accepted)
     p01 = math.exp((1.0 - 0.5) * (0.0 - 5.625))
     assert abs(accepted[0].item() / n - p01) < 4 * math.sqrt(p01 * (1 - p01) / n)
     # the configurations and their energies moved together
@@ -377,11 +377,11 @@ def test_swap_rule_acceptance_probability():
     # a lower-energy configuration in the hotter replica is always taken by the colder one
     state = torch.cat([torch.full((1, 100, 1), 0.5), torch.full((1, 100, 1), 1.0), torch.full((1, 100, 1), 1.0)])
     accepted.zero_()
-    pt._swap(state, well(state.reshape(-1, 1)).reshape(3, 100), beta, gen(1), accepted)
+    swap_replicas(state, well(state.reshape(-1, 1)).reshape(3, 100), beta, gen(1), accepted)
     assert accepted[0].item() == 100 and (state[0] == 1.0).all()
     # non-finite energies never swap
     state = torch.zeros(3, 10, 1); accepted.zero_()
-    pt._swap(state, torch.full((3, 10), float('nan')), beta, gen(2), accepted)
+    swap_replicas(state, torch.full((3, 10), float('nan')), beta, gen(2), accepted)
     assert accepted.sum().item() == 0
 
 

@@ -66,11 +66,18 @@ def test_mass_estimates_the_inverse_variances():
     assert abs(res.acceptance_rate - MetropolisAdjustedLangevin.optimal_acceptance) < 0.1
 
 
-def test_warm_up_leaves_the_class_default_for_kernels():
+def test_warm_up_changes_nothing_on_the_sampler_until_it_ends():
+    "Warm-up passes its values in the step parameters: during it the sampler keeps its schedule and mass."
     sampler = HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1)
-    sampler.use_cuda_kernels = False   # an instance choice survives the warm-up
-    window_adaptation(sampler, dim=2, n_samples=8, n_warmup=5, generator=0)
-    assert sampler.use_cuda_kernels is False
-    other = HamiltonianMonteCarlo(HarmonicModel(), step_size=0.1)
-    window_adaptation(other, dim=2, n_samples=8, n_warmup=5, generator=0)
-    assert 'use_cuda_kernels' not in other.__dict__ and other.use_cuda_kernels is True
+    seen = []
+    real_step = sampler.step
+    def spy(state, params, ctx):
+        seen.append((sampler.schedulers['step_size'].get_value(), sampler.mass, params.step_size))
+        return real_step(state, params, ctx)
+    sampler.step = spy
+    res = window_adaptation(sampler, dim=2, n_samples=8, n_warmup=30, adapt_mass=True, generator=0)
+    assert all(s == 0.1 and m == 1.0 for s, m, _ in seen)          # untouched while warming up
+    assert len({p for _, _, p in seen}) > 1                         # while the step saw the adapted step sizes
+    assert sampler.schedulers['step_size'].get_value() == res.step_size and torch.is_tensor(sampler.mass)
+
+

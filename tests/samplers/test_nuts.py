@@ -14,7 +14,9 @@ from scipy import stats
 
 from test_statistics import TiltedDoubleWell, Z, assert_cov_within, assert_mean_within, right_well_probability, seed
 from torchebm_nb.core import BaseModel, GaussianModel, HarmonicModel
+from torchebm_nb.core.mcmc import Force
 from torchebm_nb.samplers import NUTS, window_adaptation
+from torchebm_nb.samplers.hmc import kinetic_energy
 
 
 # ---- a scalar, recursive transcription (Hoffman & Gelman 2014; Betancourt 2017; Stan's extra checks) -----------
@@ -101,8 +103,14 @@ class Fed(NUTS):
         super().__init__(*args, **kwargs)
         self.normals, self.uniforms = normals, uniforms
 
-    def _draw_momentum(self, state, generator): return state['p'].copy_(self.normals)
-    def _draw_uniform(self, state, generator): return state['u'].copy_(next(self.uniforms))
+    def _draw_momentum(self, x, generator): return self.normals.clone()
+    def _draw_uniform(self, x, generator): return next(self.uniforms).clone()
+
+
+def one_step(sampler, x0):
+    "One NUTS iteration from x0 through the public step protocol: (new state, StepInfo)."
+    ctx = sampler.context()
+    return sampler.step(sampler.init(x0, ctx), sampler.current_params(), ctx)
 
 
 def uniform_stream(directions, max_depth, n, generator):
@@ -124,16 +132,16 @@ def test_lockstep_tree_matches_the_recursive_algorithm_point_for_point(step, max
     model = Banana(dtype=torch.float64)
     sampler = Fed(model, step_size=step, max_tree_depth=max_depth, max_energy_error=max_energy_error, mass=mass,
                   dtype=torch.float64, normals=normals, uniforms=uniform_stream(directions, max_depth, n, seed(21)))
-    state = sampler._init_chain(x0.clone(), {}, None)
-    accept = sampler._transition(state, {}, None)
+    state, info = one_step(sampler, x0.clone())
+    accept = info.acceptance
     rng = np.random.default_rng(0)
     reference = RecursiveNUTS(model, step, (1 / mass).numpy(), max_depth, max_energy_error, rng.random)
     rows = [reference.transition(x0[b].numpy(), (normals[b] * mass.sqrt()).numpy(),
                                  [1 if directions[j, b] < 0.5 else -1 for j in range(max_depth)])[1:] for b in range(n)]
     depth, n_leapfrog, accept_ref, diverging = (np.array(c) for c in zip(*rows))
-    np.testing.assert_array_equal(state['tree_depth'].numpy(), depth)
-    np.testing.assert_array_equal(state['n_leapfrog'].numpy(), n_leapfrog)
-    np.testing.assert_array_equal(state['diverging'].numpy(), diverging)
+    np.testing.assert_array_equal(info.extras['tree_depth'].numpy(), depth)
+    np.testing.assert_array_equal(info.extras['n_leapfrog'].numpy(), n_leapfrog)
+    np.testing.assert_array_equal(info.extras['diverging'].numpy(), diverging)
     np.testing.assert_allclose(accept.numpy(), accept_ref, rtol=1e-10, atol=1e-12)
     assert depth.min() < depth.max()   # the batch mixes short and long trees
 
@@ -248,9 +256,8 @@ def test_a_chain_is_unaffected_by_the_rest_of_its_batch():
     def run(rows):
         sampler = Fed(model, step_size=0.2, max_tree_depth=max_depth, dtype=torch.float64, normals=normals[rows],
                       uniforms=iter([d[rows] for d in draws]))
-        state = sampler._init_chain(x0[rows].clone(), {}, None)
-        sampler._transition(state, {}, None)
-        return state
+        state, info = one_step(sampler, x0[rows].clone())
+        return {'x': state.x, **info.extras}
     batch = run(torch.arange(n))
     assert batch['tree_depth'].min() < batch['tree_depth'].max()
     for rows in (torch.arange(0, n, 2), batch['tree_depth'].argsort()[:5], batch['tree_depth'].argsort()[-3:]):
@@ -262,21 +269,23 @@ def test_a_chain_is_unaffected_by_the_rest_of_its_batch():
 
 def test_finished_chains_keep_their_tree_during_a_doubling():
     sampler = NUTS(HarmonicModel(dtype=torch.float64), step_size=0.3, dtype=torch.float64)
-    state = sampler._init_chain(torch.randn(10, 2, generator=seed(42), dtype=torch.float64), {}, None)
-    x, p, f = state['x'], torch.randn(10, 2, generator=seed(43), dtype=torch.float64), state['force']
-    tree = {'left': (x, p, f), 'right': (x, p, f), 'sample': (x, state['energy'], f), 'h0': sampler._kinetic(p) + state['energy'],
+    ctx = sampler.context()
+    state = sampler.init(torch.randn(10, 2, generator=seed(42), dtype=torch.float64), ctx)
+    x, p, f = state.x, torch.randn(10, 2, generator=seed(43), dtype=torch.float64), state.force
+    tree = {'left': (x, p, f), 'right': (x, p, f), 'sample': (x, state.energy, f), 'h0': kinetic_energy(p) + state.energy,
             'log_weight': torch.zeros(10, dtype=torch.float64), 'momentum_sum': p}
     done = torch.arange(10) % 2 == 0
     chains = {'done': done.clone(), 'diverging': torch.zeros(10, dtype=torch.bool), 'tree_depth': torch.zeros(10, dtype=torch.long),
               'n_leapfrog': torch.zeros(10, dtype=torch.long), 'accept_sum': torch.zeros(10, dtype=torch.float64)}
     g = seed(44)
-    leapfrog = lambda point, h: sampler._leaf(point, h, state['force_fn'], {})
+    force = Force(ctx)
+    leapfrog = lambda point, h: sampler._leaf(point, h, 1.0, force)
     sampler._extend(tree, chains, torch.ones(10, dtype=torch.bool), 2, torch.full((10,), 0.3, dtype=torch.float64),
-                    leapfrog, lambda: torch.rand(10, generator=g, dtype=torch.float64))
+                    sampler.current_params(), leapfrog, lambda: torch.rand(10, generator=g, dtype=torch.float64))
     assert torch.equal(chains['n_leapfrog'][done], torch.zeros(5, dtype=torch.long))
     assert bool((chains['n_leapfrog'][~done] > 0).all())
     for key in ('left', 'right', 'sample'):
-        for new, old in zip(tree[key], (x, p, f) if key != 'sample' else (x, state['energy'], f)):
+        for new, old in zip(tree[key], (x, p, f) if key != 'sample' else (x, state.energy, f)):
             assert torch.equal(new[done], old[done]), key
     assert torch.equal(tree['momentum_sum'][done], p[done]) and not torch.equal(tree['right'][0][~done], x[~done])
 

@@ -157,9 +157,9 @@ def test_the_same_draws_as_parallel_tempering_cd(swap_every, n_steps):
 def test_scheduled_step_size_runs_across_segments():
     """The inner sampler sees the step sizes of one uninterrupted schedule, whatever swap_every cuts the run into."""
     class Recording(LangevinDynamics):
-        def _transition(self, state, model_kwargs, generator):
-            self.seen.append(self.schedulers['step_size'].get_value())
-            return super()._transition(state, model_kwargs, generator)
+        def step(self, state, params, ctx):
+            self.seen.append(params.step_size)
+            return super().step(state, params, ctx)
 
     def steps_seen(run):
         sampler = Recording(HarmonicModel(), step_size=LinearScheduler(0.2, 0.02, n_steps=10))
