@@ -12,33 +12,15 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from .._deprecation import _WARNED_ONCE, _external_stacklevel, warn_once   # their home is below core; re-exported here
 from .validation import check_bool
 
 # %% auto #0
-__all__ = ['DeviceMixin', 'warn_once', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device',
-           'resolve_device', 'resolve_dtype', 'resolve_generator', 'TorchEBMModule', 'substitute_condition']
+__all__ = ['DeviceMixin', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device', 'resolve_device',
+           'resolve_dtype', 'resolve_generator', 'TorchEBMModule', 'substitute_condition', 'warn_once']
 
 # %% ../../nbs/00_core/00_base_module.ipynb #223f1819
-_WARNED_ONCE: set = set()
-
-def _external_stacklevel() -> int:
-    "The `stacklevel` (as seen from the caller of this function) of the first frame outside torchebm_nb and torch."
-    frame, level = inspect.currentframe().f_back, 1
-    while frame is not None:
-        module = frame.f_globals.get('__name__', '')
-        if not (module.startswith('torchebm_nb') or module == 'torch' or module.startswith('torch.')): return level
-        frame, level = frame.f_back, level + 1
-    return level
-
-def warn_once(key: str, # identity of the warning; a key warns at most once per process
-              message: str, # the text shown to the user
-              category: type = DeprecationWarning, # the warning class
-              stacklevel: Optional[int] = 3, # passed to `warnings.warn` (3: the caller's caller); None: the user's code
-             ) -> None:
-    "Emit `message` as a `category` warning the first time `key` is seen, and never again."
-    if key in _WARNED_ONCE: return
-    _WARNED_ONCE.add(key)
-    warnings.warn(message, category, stacklevel=_external_stacklevel() if stacklevel is None else stacklevel)
+_all_ = ['warn_once']    # defined in torchebm_nb._deprecation, re-exported as part of core's API
 
 # %% ../../nbs/00_core/00_base_module.ipynb #9a918378
 def _library_version() -> str:
