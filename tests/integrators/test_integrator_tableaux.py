@@ -73,3 +73,19 @@ def test_published_facts():
     assert MidpointIntegrator().tableau_b == (0.0, 1.0) and MidpointIntegrator().tableau_c == (0.0, 0.5)
     for cls in [MidpointIntegrator, RK4Integrator, RK438Integrator, EulerMaruyamaIntegrator, HeunIntegrator]:
         assert cls().error_weights is None and cls().fsal is False
+
+
+def test_tableau_constants():
+    """Each method's tableau is one module-level constant with its order and a reference; Heun's is written once."""
+    from torchebm_nb.core.base_integrator import ButcherTableau
+    from torchebm_nb.integrators import deterministic, stochastic
+    constants = {name: value for module in (deterministic, stochastic) for name, value in vars(module).items()
+                 if name.endswith('_TABLEAU')}
+    assert len(constants) == 10, sorted(constants)           # HEUN_TABLEAU is the same constant in both modules
+    for name, tableau in constants.items():
+        assert isinstance(tableau, ButcherTableau) and tableau.reference, name
+        assert _butcher_order(tableau.a, tableau.b, max_order=tableau.order + 1, tol=1e-12) == tableau.order, name
+    for cls, _ in ALL: assert cls.tableau in constants.values(), cls.__name__
+    assert HeunIntegrator.tableau is deterministic.HEUN_TABLEAU is stochastic.HEUN_TABLEAU
+    assert AdaptiveHeunIntegrator.tableau[:4] == HeunIntegrator.tableau[:4]
+    assert HeunIntegrator().error_weights is None and AdaptiveHeunIntegrator().error_weights == (0.5, -0.5)

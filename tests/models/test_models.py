@@ -11,9 +11,8 @@ from torch import nn
 import torch.nn.functional as F
 
 import torchebm_nb.models as models
-from torchebm_nb._deprecation import TorchEBMDeprecationWarning
+from torchebm_nb._deprecation import TorchEBMDeprecationWarning, _WARNED_ONCE
 from torchebm_nb.core import (BaseModel, GaussianModel, HarmonicModel, LinearScheduler, TemperatureScheduler)
-from torchebm_nb.core.base_module import _WARNED_ONCE
 from torchebm_nb.models import (AdaLNZeroBlock, AdaLNZeroLinearHead, AdaLNZeroMLPBlock, AdaLNZeroPatchHead,
                                 ClassifierFreeGuidance, ConditionalTransformer2D, ConvPatchEmbed2d, DiT, EqMEnergy,
                                 FeedForward, InteractionModel, LabelEmbedder, MLPEnergy, MLPTimestepEmbedder,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 import torch
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CouplingResult', 'BaseCoupling', 'BaseCostCoupling', 'BaseModelCoupling']
@@ -63,14 +64,6 @@ class BaseCoupling(ABC):
 
     def __repr__(self) -> str: return f"{type(self).__name__}()"
 
-# %% ../../nbs/00_core/08_base_coupling.ipynb #ea6305fd
-def _all_gather_cat(x: torch.Tensor, group) -> torch.Tensor:
-    "Concatenate `x` from every rank of `group` along the batch dimension (equal shapes on every rank)."
-    import torch.distributed as dist
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(parts, x.contiguous(), group=group)
-    return torch.cat(parts)
-
 # %% ../../nbs/00_core/08_base_coupling.ipynb #66cdf925
 class BaseCostCoupling(BaseCoupling):
     "Pairs two batches by solving a transport problem on a cost matrix; subclasses supply the solver `_solve`."
@@ -107,43 +100,55 @@ class BaseCostCoupling(BaseCoupling):
         idx = self._solve(self.compute_cost(x0, x1, **kwargs), generator=generator)
         return CouplingResult(x0, x1[idx.to(x1.device)])
 
-    def compute_cost(self, x0: torch.Tensor, # the sources, shape (B, *S)
-                     x1: torch.Tensor, # the targets, shape (B, *S)
-                     **kwargs: Any, # conditioning (unused by the default cost)
-                    ) -> torch.Tensor: # C, shape (B, B), with C[i, j] the cost of pairing x0[i] with x1[j]
-        "Squared Euclidean distances between flattened samples, divided by their maximum."
-        dtype = torch.promote_types(torch.promote_types(x0.dtype, x1.dtype), torch.float32)
-        cost = torch.cdist(x0.reshape(x0.shape[0], -1).to(dtype), x1.reshape(x1.shape[0], -1).to(dtype)).square()
-        return cost / cost.max().clamp_min(torch.finfo(dtype).tiny)
-
     @abstractmethod
     def _solve(self, cost: torch.Tensor, # the cost matrix, shape (n, n)
                generator: Optional[torch.Generator] = None, # RNG of stochastic solvers
               ) -> torch.Tensor: # indices `idx` (n,): x0[i] is paired with x1[idx[i]]
         "Pair the rows of `cost` with its columns."
 
-    def _couple_global(self, x0: torch.Tensor, x1: torch.Tensor, *, generator=None, **kwargs) -> CouplingResult:
-        "Couple against the pooled batches of every rank in the process group (a collective)."
-        if kwargs:
-            raise NotImplementedError(f"{type(self).__name__} with a process_group does not take conditioning kwargs "
-                                      f"(got {sorted(kwargs)}): they would stay rank-local while the cost is pooled")
-        import torch.distributed as dist
-        group = self.process_group
-        if dist.get_world_size(group) == 1:
-            if x0.shape[0] == 1: return CouplingResult(x0, x1)
-            return CouplingResult(x0, x1[self._solve(self.compute_cost(x0, x1), generator=generator).to(x1.device)])
-        sizes = _all_gather_cat(torch.tensor([x0.shape[0]], device=x0.device), group)
-        if bool((sizes != sizes[0]).any()):
-            raise ValueError(f"{type(self).__name__} with a process_group needs the same batch size on every rank; "
-                             f"got {sizes.tolist()}")
-        pooled_x0, pooled_x1 = _all_gather_cat(x0, group), _all_gather_cat(x1, group)
-        rank, batch = dist.get_rank(group), x0.shape[0]
-        if rank == 0:
-            idx = self._solve(self.compute_cost(pooled_x0, pooled_x1), generator=generator).to(x0.device, torch.long)
-        else:
-            idx = torch.empty(pooled_x0.shape[0], dtype=torch.long, device=x0.device)
-        dist.broadcast(idx, src=dist.get_global_rank(group, 0), group=group)
-        return CouplingResult(x0, pooled_x1[idx[rank * batch:(rank + 1) * batch]])
+# %% ../../nbs/00_core/08_base_coupling.ipynb #ab668218
+@patch
+def compute_cost(self: BaseCostCoupling, x0: torch.Tensor, # the sources, shape (B, *S)
+                 x1: torch.Tensor, # the targets, shape (B, *S)
+                 **kwargs: Any, # conditioning (unused by the default cost)
+                ) -> torch.Tensor: # C, shape (B, B), with C[i, j] the cost of pairing x0[i] with x1[j]
+    "Squared Euclidean distances between flattened samples, divided by their maximum."
+    dtype = torch.promote_types(torch.promote_types(x0.dtype, x1.dtype), torch.float32)
+    cost = torch.cdist(x0.reshape(x0.shape[0], -1).to(dtype), x1.reshape(x1.shape[0], -1).to(dtype)).square()
+    return cost / cost.max().clamp_min(torch.finfo(dtype).tiny)
+
+# %% ../../nbs/00_core/08_base_coupling.ipynb #ea6305fd
+def _all_gather_cat(x: torch.Tensor, group) -> torch.Tensor:
+    "Concatenate `x` from every rank of `group` along the batch dimension (equal shapes on every rank)."
+    import torch.distributed as dist
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, x.contiguous(), group=group)
+    return torch.cat(parts)
+
+# %% ../../nbs/00_core/08_base_coupling.ipynb #a46d87c2
+@patch
+def _couple_global(self: BaseCostCoupling, x0: torch.Tensor, x1: torch.Tensor, *, generator=None, **kwargs) -> CouplingResult:
+    "Couple against the pooled batches of every rank in the process group (a collective)."
+    if kwargs:
+        raise NotImplementedError(f"{type(self).__name__} with a process_group does not take conditioning kwargs "
+                                  f"(got {sorted(kwargs)}): they would stay rank-local while the cost is pooled")
+    import torch.distributed as dist
+    group = self.process_group
+    if dist.get_world_size(group) == 1:
+        if x0.shape[0] == 1: return CouplingResult(x0, x1)
+        return CouplingResult(x0, x1[self._solve(self.compute_cost(x0, x1), generator=generator).to(x1.device)])
+    sizes = _all_gather_cat(torch.tensor([x0.shape[0]], device=x0.device), group)
+    if bool((sizes != sizes[0]).any()):
+        raise ValueError(f"{type(self).__name__} with a process_group needs the same batch size on every rank; "
+                         f"got {sizes.tolist()}")
+    pooled_x0, pooled_x1 = _all_gather_cat(x0, group), _all_gather_cat(x1, group)
+    rank, batch = dist.get_rank(group), x0.shape[0]
+    if rank == 0:
+        idx = self._solve(self.compute_cost(pooled_x0, pooled_x1), generator=generator).to(x0.device, torch.long)
+    else:
+        idx = torch.empty(pooled_x0.shape[0], dtype=torch.long, device=x0.device)
+    dist.broadcast(idx, src=dist.get_global_rank(group, 0), group=group)
+    return CouplingResult(x0, pooled_x1[idx[rank * batch:(rank + 1) * batch]])
 
 # %% ../../nbs/00_core/08_base_coupling.ipynb #eda7c95c
 class BaseModelCoupling(BaseCoupling):

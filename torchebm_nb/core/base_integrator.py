@@ -5,19 +5,21 @@
 # %% ../../nbs/00_core/05_base_integrator.ipynb #76c7d96e
 from __future__ import annotations
 import math
-from abc import ABC, abstractmethod
+from abc import ABC, abstractmethod, update_abstractmethods
 from contextlib import nullcontext
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
+from fastcore.basics import patch
 
 from .base_module import TorchEBMModule, reject_unknown_arguments
 from .validation import check_int, check_real
 
 # %% auto #0
-__all__ = ['BaseIntegrator', 'BaseRungeKuttaIntegrator', 'BaseSDERungeKuttaIntegrator', 'BaseSymplecticIntegrator']
+__all__ = ['BaseIntegrator', 'ButcherTableau', 'BaseRungeKuttaIntegrator', 'BaseSDERungeKuttaIntegrator',
+           'BaseSymplecticIntegrator']
 
-# %% ../../nbs/00_core/05_base_integrator.ipynb #ff343c80
+# %% ../../nbs/00_core/05_base_integrator.ipynb #d74dc953
 _DRIFT_HINT = "drift=lambda x,t: -model.gradient(x)"
 
 def _check_time_grid(t) -> torch.Tensor:
@@ -56,6 +58,7 @@ def _axpy(y: torch.Tensor, a, x: torch.Tensor) -> torch.Tensor:
     if isinstance(a, float): return torch.add(y, x, alpha=a)
     return torch.addcmul(y, a, x)
 
+# %% ../../nbs/00_core/05_base_integrator.ipynb #1e985340
 def _set_solver_settings(owner, max_iter, tol, check_every) -> None:
     "Validate the Picard-solver settings shared by implicit integrators and store them on `owner`."
     owner.solver_max_iter = check_int(max_iter, 'solver_max_iter', minimum=1)
@@ -105,22 +108,35 @@ class BaseIntegrator(TorchEBMModule, ABC):
         "Return `drift`, or raise `ValueError` with a hint when it is missing."
         return self._require_callable(drift, 'drift', _DRIFT_HINT + " (a callable drift(x, t))")
 
-    def _batch_time(self, t, x: torch.Tensor) -> torch.Tensor:
-        "The time as a `(B,)` tensor on `x`'s device and dtype; `None` gives zeros (cached, so no allocation per step)."
-        B = x.shape[0]
-        if t is None:
-            key = (B, x.device, x.dtype, torch.is_inference_mode_enabled())
-            if self._time_cache_key != key:
-                self._time_cache = torch.zeros(B, device=x.device, dtype=x.dtype)
-                self._time_cache_key = key
-            return self._time_cache
-        if not torch.is_tensor(t): return torch.full((B,), check_real(t, 't', finite=False), device=x.device, dtype=x.dtype)
-        if t.device != x.device or t.dtype != x.dtype: t = t.to(x.device, x.dtype)
-        if t.numel() == 1: return t.reshape(1).expand(B)
-        if t.shape != (B,): raise ValueError(f"t must be a number or have shape ({B},); got shape {tuple(t.shape)}")
-        return t
+# %% ../../nbs/00_core/05_base_integrator.ipynb #2d53dc38
+@patch
+def _batch_time(self: BaseIntegrator, t, x: torch.Tensor) -> torch.Tensor:
+    "The time as a `(B,)` tensor on `x`'s device and dtype; `None` gives zeros (cached, so no allocation per step)."
+    B = x.shape[0]
+    if t is None:
+        key = (B, x.device, x.dtype, torch.is_inference_mode_enabled())
+        if self._time_cache_key != key:
+            self._time_cache = torch.zeros(B, device=x.device, dtype=x.dtype)
+            self._time_cache_key = key
+        return self._time_cache
+    if not torch.is_tensor(t): return torch.full((B,), check_real(t, 't', finite=False), device=x.device, dtype=x.dtype)
+    if t.device != x.device or t.dtype != x.dtype: t = t.to(x.device, x.dtype)
+    if t.numel() == 1: return t.reshape(1).expand(B)
+    if t.shape != (B,): raise ValueError(f"t must be a number or have shape ({B},); got shape {tuple(t.shape)}")
+    return t
 
-# %% ../../nbs/00_core/05_base_integrator.ipynb #6b3e12dd
+# %% ../../nbs/00_core/05_base_integrator.ipynb #0a72fa2b
+class ButcherTableau(NamedTuple):
+    "The coefficients of one Runge–Kutta method, with its order and its source."
+    a: Tuple[Tuple[float, ...], ...]                 # Runge–Kutta matrix A: row i holds a_i1, …, a_ii (diagonal included)
+    b: Tuple[float, ...]                             # weights of the propagated solution
+    c: Tuple[float, ...]                             # nodes: stage i is evaluated at t + c_i h
+    order: int                                       # order p of the weights b
+    error_weights: Optional[Tuple[float, ...]] = None  # e = b - b̂ of an embedded pair; None: fixed steps only
+    fsal: bool = False                               # the last stage is evaluated at the new point (first same as last)
+    reference: str = ''                              # where the coefficients come from
+
+# %% ../../nbs/00_core/05_base_integrator.ipynb #c0280ddd
 class _CompiledTableau(NamedTuple):
     "A Butcher tableau prepared for the engine: non-zero coefficients only, as Python floats."
     stages: tuple          # per stage: (((j, a_ij), ...) for j < i, a_ii, c_i)
@@ -163,6 +179,7 @@ def _compile_tableau(a, b, c, error_weights, fsal: bool, order, owner: str) -> _
     first = stages[0][1] == 0.0 and stages[0][2] == 0.0
     return _CompiledTableau(tuple(stages), _nonzero(b), error, bool(fsal), first)
 
+# %% ../../nbs/00_core/05_base_integrator.ipynb #6ef99073
 def _combine(x: torch.Tensor, h, terms: tuple, ks: list) -> torch.Tensor:
     "`x + h Σ w_j k_j` over the non-zero `terms`, in as few kernels as possible (returns `x` itself when empty)."
     if not terms: return x
@@ -184,9 +201,29 @@ def _weighted(h: float, terms: tuple, ks: list) -> torch.Tensor:
     for j, w in rest: out.add_(ks[j], alpha=h * w)
     return out
 
+# %% ../../nbs/00_core/05_base_integrator.ipynb #ea515dce
+def _set_adaptive_settings(owner, atol, rtol, max_steps, safety, min_factor, max_factor, max_step_size, norm) -> None:
+    "Validate the step-size controller's settings and store them on `owner`."
+    owner.atol, owner.rtol = check_real(atol, 'atol', finite=False), check_real(rtol, 'rtol', finite=False)
+    for name, v in (('atol', owner.atol), ('rtol', owner.rtol)):
+        if not (0.0 <= v < math.inf): raise ValueError(f"{name} must be a finite number ≥ 0; got {v}")
+    if owner.atol == 0.0 and owner.rtol == 0.0: raise ValueError("atol and rtol cannot both be 0")
+    owner.max_steps = check_int(max_steps, 'max_steps', minimum=1)
+    owner.safety = check_real(safety, 'safety', minimum=0, maximum=1, strict_minimum=True, finite=False)
+    owner.min_factor = check_real(min_factor, 'min_factor', finite=False)
+    owner.max_factor = check_real(max_factor, 'max_factor', finite=False)
+    if not 0.0 < owner.min_factor <= 1.0: raise ValueError(f"min_factor must be in (0, 1]; got {owner.min_factor}")
+    if not 1.0 <= owner.max_factor < math.inf: raise ValueError(f"max_factor must be a finite number ≥ 1; got {owner.max_factor}")
+    owner.max_step_size = check_real(max_step_size, 'max_step_size', finite=False)
+    if not owner.max_step_size > 0.0: raise ValueError(f"max_step_size must be > 0; got {owner.max_step_size}")
+    if norm is not None and not callable(norm): raise TypeError(f"norm must be callable or None; got {type(norm).__name__}")
+    owner.norm = norm
+
 # %% ../../nbs/00_core/05_base_integrator.ipynb #fa63ad28
 class BaseRungeKuttaIntegrator(BaseIntegrator):
-    "One Runge–Kutta engine; a subclass only supplies a Butcher tableau (`tableau_a`, `tableau_b`, `tableau_c`)."
+    "One Runge–Kutta engine; a subclass only supplies a Butcher tableau (`tableau`, or `tableau_a`, `tableau_b`, `tableau_c`)."
+    tableau: Optional[ButcherTableau] = None   # a subclass sets it, or overrides the tableau properties below
+
     def __init__(self,
                  device: Optional[torch.device] = None, # device of the integrator
                  dtype: Optional[torch.dtype] = None, # floating dtype of the integrator
@@ -204,26 +241,18 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
                  solver_check_every: int = 0, # implicit stages: check the residual every this many iterations (0: never)
                 ):
         super().__init__(device=device, dtype=dtype)
-        self.atol, self.rtol = check_real(atol, 'atol', finite=False), check_real(rtol, 'rtol', finite=False)
-        for name, v in (('atol', self.atol), ('rtol', self.rtol)):
-            if not (0.0 <= v < math.inf): raise ValueError(f"{name} must be a finite number ≥ 0; got {v}")
-        if self.atol == 0.0 and self.rtol == 0.0: raise ValueError("atol and rtol cannot both be 0")
-        self.max_steps = check_int(max_steps, 'max_steps', minimum=1)
-        self.safety = check_real(safety, 'safety', minimum=0, maximum=1, strict_minimum=True, finite=False)
-        self.min_factor = check_real(min_factor, 'min_factor', finite=False)
-        self.max_factor = check_real(max_factor, 'max_factor', finite=False)
-        if not 0.0 < self.min_factor <= 1.0: raise ValueError(f"min_factor must be in (0, 1]; got {self.min_factor}")
-        if not 1.0 <= self.max_factor < math.inf: raise ValueError(f"max_factor must be a finite number ≥ 1; got {self.max_factor}")
-        self.max_step_size = check_real(max_step_size, 'max_step_size', finite=False)
-        if not self.max_step_size > 0.0: raise ValueError(f"max_step_size must be > 0; got {self.max_step_size}")
-        if norm is not None and not callable(norm): raise TypeError(f"norm must be callable or None; got {type(norm).__name__}")
-        self.norm = norm
+        _set_adaptive_settings(self, atol, rtol, max_steps, safety, min_factor, max_factor, max_step_size, norm)
         _set_solver_settings(self, solver_max_iter, solver_tol, solver_check_every)
         self._tableau = _compile_tableau(self.tableau_a, self.tableau_b, self.tableau_c, self.error_weights,
                                          self.fsal, self.order, type(self).__name__)
         tab = self._tableau   # a one-stage explicit tableau (Euler) gets a dispatch-free path in SDE steps
         self._single_explicit = tab.weights[0][1] if (len(tab.stages) == 1 and tab.stages[0][1] == 0.0
                                                        and tab.stages[0][2] == 0.0 and not tab.fsal) else None
+
+    def __init_subclass__(cls, **kwargs):
+        "A subclass that sets `tableau` gets the tableau properties read from it."
+        super().__init_subclass__(**kwargs)
+        if 'tableau' in cls.__dict__ and cls.tableau is not None: _tableau_properties(cls, cls.tableau)
 
     # ---- the tableau: what a subclass defines --------------------------------------------------------
     @property
@@ -241,166 +270,206 @@ class BaseRungeKuttaIntegrator(BaseIntegrator):
     def tableau_c(self) -> Tuple[float, ...]:
         "Nodes $c$: stage $i$ is evaluated at $t + c_i h$."
 
-    @property
-    def error_weights(self) -> Optional[Tuple[float, ...]]:
-        "Weights $e = b - \\hat b$ of the embedded error estimate; `None` for a fixed-step method."
-        return None
+# %% ../../nbs/00_core/05_base_integrator.ipynb #b2fe74df
+_TABLEAU_FIELDS = (('tableau_a', 'a'), ('tableau_b', 'b'), ('tableau_c', 'c'),
+                   ('error_weights', 'error_weights'), ('order', 'order'), ('fsal', 'fsal'))
 
-    @property
-    def order(self) -> Optional[int]:
-        "Order $p$ of the solution weights $b$ (sets the exponent of the step-size controller)."
-        return None
+def _tableau_properties(cls: type, tableau: ButcherTableau) -> None:
+    "Give `cls` the tableau properties of `BaseRungeKuttaIntegrator`, each returning a field of `tableau`."
+    if not isinstance(tableau, ButcherTableau):
+        raise TypeError(f"{cls.__name__}.tableau must be a ButcherTableau; got {type(tableau).__name__}")
+    for name, field in _TABLEAU_FIELDS:
+        value = getattr(tableau, field)
+        setattr(cls, name, property(lambda self, value=value: value, doc=getattr(BaseRungeKuttaIntegrator, name).__doc__))
 
-    @property
-    def fsal(self) -> bool:
-        "Whether the last stage is evaluated at the new point and reused as the next step's first stage."
-        return False
+# %% ../../nbs/00_core/05_base_integrator.ipynb #27a8a7f6
+@patch(as_prop=True)
+def error_weights(self: BaseRungeKuttaIntegrator) -> Optional[Tuple[float, ...]]:
+    "Weights $e = b - \\hat b$ of the embedded error estimate; `None` for a fixed-step method."
+    return None
 
-    @property
-    def n_stages(self) -> int:
-        "Number of stages $s$."
-        return len(self.tableau_b)
+@patch(as_prop=True)
+def order(self: BaseRungeKuttaIntegrator) -> Optional[int]:
+    "Order $p$ of the solution weights $b$ (sets the exponent of the step-size controller)."
+    return None
 
-    # ---- the engine ----------------------------------------------------------------------------------
-    def _implicit_stage(self, y: torch.Tensor, h, a_ii: float, t: torch.Tensor, drift: Callable) -> torch.Tensor:
-        "Solve $k = f(y + h a_{ii} k, t)$ by Picard iteration; return $k$."
-        if isinstance(h, float):
-            scale = abs(h * a_ii)
-            residual = lambda new, old: (new - old).abs().max() * scale
-            update = lambda k: drift(torch.add(y, k, alpha=h * a_ii), t)
-        else:
-            residual = lambda new, old: ((new - old) * h).abs().max() * abs(a_ii)
-            update = lambda k: drift(torch.addcmul(y, h, k, value=a_ii), t)
-        return _picard(update, drift(y, t), self.solver_max_iter, self.solver_tol, self.solver_check_every, residual)
+@patch(as_prop=True)
+def fsal(self: BaseRungeKuttaIntegrator) -> bool:
+    "Whether the last stage is evaluated at the new point and reused as the next step's first stage."
+    return False
 
-    def _rk_step(self, x: torch.Tensor, h, h_t, t: torch.Tensor, drift: Callable,
-                 first: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, list]:
-        "One step: the new state and the stage derivatives. `first` is a known first stage (FSAL or a rejected step)."
-        ks, y = [], x
-        for i, (terms, a_ii, c) in enumerate(self._tableau.stages):
-            if i == 0 and first is not None:
-                ks.append(first); continue
-            y = _combine(x, h, terms, ks)
-            t_i = t if c == 0.0 else (t + c * h_t if isinstance(h_t, float) else torch.add(t, h_t, alpha=c))
-            ks.append(drift(y, t_i) if a_ii == 0.0 else self._implicit_stage(y, h, a_ii, t_i, drift))
-        # FSAL: the last stage was evaluated at x + hΣ b_j k_j, the new state itself
-        x_new = y if self._tableau.fsal else _combine(x, h, self._tableau.weights, ks)
-        return x_new, ks
+@patch(as_prop=True)
+def n_stages(self: BaseRungeKuttaIntegrator) -> int:
+    "Number of stages $s$."
+    return len(self.tableau_b)
 
-    def step(self,
-             state: Dict[str, torch.Tensor], # {"x": (B, *S)}
-             step_size: torch.Tensor, # h: a number, a 0-d tensor or one value per sample (B,)
-             *,
-             drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t) with t of shape (B,)
-             t: Optional[torch.Tensor] = None, # time at the start of the step, (B,) or a number (default 0)
-            ) -> Dict[str, torch.Tensor]: # {"x": x after one step}
-        "One Runge–Kutta step $x \\mapsto x + h\\sum_i b_i k_i$."
-        drift = self._require_drift(drift)
-        x = state["x"]
-        h, h_t = _step_pair(step_size, x)
-        return {"x": self._rk_step(x, h, h_t, self._batch_time(t, x), drift)[0]}
+# %% ../../nbs/00_core/05_base_integrator.ipynb #1d9960fa
+def _settle(cls: type, *names: str) -> None:
+    "After `@patch` replaced the inherited methods `names` of `cls`: drop the `_orig_<name>` copies and recompute the abstract methods."
+    for name in names: delattr(cls, '_orig_' + name)
+    update_abstractmethods(cls)
 
-    def _resolve_adaptive(self, adaptive: Optional[bool]) -> bool:
-        if adaptive is None: return self._tableau.error is not None
-        if adaptive and self._tableau.error is None:
-            raise ValueError(f"{type(self).__name__} has no embedded error estimate (error_weights is None), so it "
-                             "cannot step adaptively; use adaptive=False or an adaptive method such as 'dopri5'")
-        return bool(adaptive)
+# %% ../../nbs/00_core/05_base_integrator.ipynb #2dd05d01
+@patch
+def step(self: BaseRungeKuttaIntegrator,
+         state: Dict[str, torch.Tensor], # {"x": (B, *S)}
+         step_size: torch.Tensor, # h: a number, a 0-d tensor or one value per sample (B,)
+         *,
+         drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t) with t of shape (B,)
+         t: Optional[torch.Tensor] = None, # time at the start of the step, (B,) or a number (default 0)
+        ) -> Dict[str, torch.Tensor]: # {"x": x after one step}
+    "One Runge–Kutta step $x \\mapsto x + h\\sum_i b_i k_i$."
+    drift = self._require_drift(drift)
+    x = state["x"]
+    h, h_t = _step_pair(step_size, x)
+    return {"x": self._rk_step(x, h, h_t, self._batch_time(t, x), drift)[0]}
 
-    def _fixed_grid(self, x: torch.Tensor, step_size, n_steps: int, t):
-        "Yield `(t_batch, h, h_t)` for each step: along the grid `t`, or `n_steps` steps of `step_size` from 0."
-        B = x.shape[0]
-        full = lambda v: torch.full((B,), v, device=x.device, dtype=x.dtype)
-        if t is not None:
-            times = _check_time_grid(t).tolist()    # one read of the grid, then Python floats
-            for t0, t1 in zip(times[:-1], times[1:]): yield full(t0), t1 - t0, t1 - t0
-            return
-        h, h_t = _step_pair(step_size, x)
-        if isinstance(h, float):
-            for i in range(n_steps): yield full(i * h), h, h
-        else:
-            t_b = self._batch_time(None, x)
-            for i in range(n_steps):
-                yield t_b, h, h_t
-                t_b = t_b + h_t
+@patch
+def integrate(self: BaseRungeKuttaIntegrator,
+              state: Dict[str, torch.Tensor], # {"x": (B, *S)}
+              step_size: torch.Tensor, # fixed step h (or the first trial step when adaptive)
+              n_steps: int, # number of fixed steps, > 0 (with `t` given, the grid sets the steps)
+              *,
+              drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t) with t of shape (B,)
+              t: Optional[torch.Tensor] = None, # 1-D time grid (≥ 2 points); default arange(n_steps+1)·h
+              adaptive: Optional[bool] = None, # None: adaptive exactly when the tableau has error weights
+              inference_mode: bool = False, # run under `torch.inference_mode()`
+             ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
+    "Integrate $\\dot x = f(x, t)$ along a fixed grid, or adaptively from `t[0]` to `t[-1]`."
+    drift = self._require_drift(drift)
+    n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
+    if t is not None: t = _check_time_grid(t)
+    adaptive = self._resolve_adaptive(adaptive)
+    x = state["x"]
+    with torch.inference_mode() if inference_mode else nullcontext():
+        x = (self._integrate_adaptive if adaptive else self._integrate_fixed)(x, step_size, n_steps, t, drift)
+    return {"x": x}
 
-    def _integrate_fixed(self, x, step_size, n_steps, t, drift):
-        first = None
-        for t_b, h, h_t in self._fixed_grid(x, step_size, n_steps, t):
-            x, ks = self._rk_step(x, h, h_t, t_b, drift, first)
-            if self._tableau.fsal: first = ks[-1]
-        return x
+_settle(BaseRungeKuttaIntegrator, 'step', 'integrate')
 
-    def _error_ratio(self, x: torch.Tensor, x_new: torch.Tensor, err: torch.Tensor) -> float:
-        "$r$: the (RMS or user) norm of the error scaled by `atol + rtol·max(|x|, |x'|)`."
-        scale = torch.maximum(x.abs(), x_new.abs()).mul_(self.rtol).add_(self.atol)
-        ratio = err.div_(scale)
-        r = self.norm(ratio) if self.norm is not None else ratio.square().mean().sqrt()
-        return float(r)
+# %% ../../nbs/00_core/05_base_integrator.ipynb #77716c52
+@patch
+def _implicit_stage(self: BaseRungeKuttaIntegrator, y: torch.Tensor, h, a_ii: float, t: torch.Tensor, drift: Callable) -> torch.Tensor:
+    "Solve $k = f(y + h a_{ii} k, t)$ by Picard iteration; return $k$."
+    if isinstance(h, float):
+        scale = abs(h * a_ii)
+        residual = lambda new, old: (new - old).abs().max() * scale
+        update = lambda k: drift(torch.add(y, k, alpha=h * a_ii), t)
+    else:
+        residual = lambda new, old: ((new - old) * h).abs().max() * abs(a_ii)
+        update = lambda k: drift(torch.addcmul(y, h, k, value=a_ii), t)
+    return _picard(update, drift(y, t), self.solver_max_iter, self.solver_tol, self.solver_check_every, residual)
 
-    def _integrate_adaptive(self, x, step_size, n_steps, t, drift):
-        if t is not None:
-            grid = _check_time_grid(t)
-            t0, t1 = float(grid[0]), float(grid[-1])
-        else:
-            h0 = _step_pair(step_size, x)[0]
-            if not isinstance(h0, float):
-                if h0.numel() != 1: raise ValueError("adaptive integration needs one step size for the whole batch")
-                h0 = float(h0)
-            t0, t1 = 0.0, n_steps * h0
-        span = t1 - t0
-        if span == 0.0: return x
-        direction = 1.0 if span > 0 else -1.0
-        try: h_abs = abs(float(step_size))
-        except (TypeError, ValueError, RuntimeError): h_abs = 0.0
-        if not 0.0 < h_abs < math.inf: h_abs = abs(span) / n_steps
-        h_abs = min(h_abs, self.max_step_size, abs(span))
-        tab, B = self._tableau, x.shape[0]
-        tiny = 8 * torch.finfo(torch.float64).eps * max(1.0, abs(t0), abs(t1))
-        t_cur, first, attempts = t0, None, 0
-        while direction * (t1 - t_cur) > tiny:
-            if attempts >= self.max_steps:
-                raise RuntimeError(f"{type(self).__name__}: adaptive integration from t={t0:g} to t={t1:g} stopped at "
-                                   f"t={t_cur:.6g} after max_steps={self.max_steps} step attempts (last step size "
-                                   f"{h_abs:.3g}); loosen atol/rtol or raise max_steps")
-            attempts += 1
-            remaining = direction * (t1 - t_cur)
-            last = h_abs >= remaining
-            h_try = remaining if last else h_abs
-            h = direction * h_try
-            t_b = torch.full((B,), t_cur, device=x.device, dtype=x.dtype)
-            x_new, ks = self._rk_step(x, h, h, t_b, drift, first)
-            r = self._error_ratio(x, x_new, _weighted(h, tab.error, ks))
-            if r <= 1.0:                                           # accept
-                x, t_cur = x_new, (t1 if last else t_cur + h)
-                first = ks[-1] if tab.fsal else None
-            else:                                                  # reject (NaN lands here too)
-                first = ks[0] if tab.first_reusable else None
-            if not math.isfinite(r): factor = self.min_factor
-            elif r == 0.0: factor = self.max_factor
-            else: factor = min(self.max_factor, max(self.min_factor, self.safety * r ** (-1.0 / self.order)))
-            h_abs = min(h_try * factor, self.max_step_size)
-        return x
+@patch
+def _rk_step(self: BaseRungeKuttaIntegrator, x: torch.Tensor, h, h_t, t: torch.Tensor, drift: Callable,
+             first: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, list]:
+    "One step: the new state and the stage derivatives. `first` is a known first stage (FSAL or a rejected step)."
+    ks, y = [], x
+    for i, (terms, a_ii, c) in enumerate(self._tableau.stages):
+        if i == 0 and first is not None:
+            ks.append(first); continue
+        y = _combine(x, h, terms, ks)
+        t_i = t if c == 0.0 else (t + c * h_t if isinstance(h_t, float) else torch.add(t, h_t, alpha=c))
+        ks.append(drift(y, t_i) if a_ii == 0.0 else self._implicit_stage(y, h, a_ii, t_i, drift))
+    # FSAL: the last stage was evaluated at x + hΣ b_j k_j, the new state itself
+    x_new = y if self._tableau.fsal else _combine(x, h, self._tableau.weights, ks)
+    return x_new, ks
 
-    def integrate(self,
-                  state: Dict[str, torch.Tensor], # {"x": (B, *S)}
-                  step_size: torch.Tensor, # fixed step h (or the first trial step when adaptive)
-                  n_steps: int, # number of fixed steps, > 0 (with `t` given, the grid sets the steps)
-                  *,
-                  drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t) with t of shape (B,)
-                  t: Optional[torch.Tensor] = None, # 1-D time grid (≥ 2 points); default arange(n_steps+1)·h
-                  adaptive: Optional[bool] = None, # None: adaptive exactly when the tableau has error weights
-                  inference_mode: bool = False, # run under `torch.inference_mode()`
-                 ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
-        "Integrate $\\dot x = f(x, t)$ along a fixed grid, or adaptively from `t[0]` to `t[-1]`."
-        drift = self._require_drift(drift)
-        n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
-        if t is not None: t = _check_time_grid(t)
-        adaptive = self._resolve_adaptive(adaptive)
-        x = state["x"]
-        with torch.inference_mode() if inference_mode else nullcontext():
-            x = (self._integrate_adaptive if adaptive else self._integrate_fixed)(x, step_size, n_steps, t, drift)
-        return {"x": x}
+# %% ../../nbs/00_core/05_base_integrator.ipynb #6254fe9e
+@patch
+def _resolve_adaptive(self: BaseRungeKuttaIntegrator, adaptive: Optional[bool]) -> bool:
+    if adaptive is None: return self._tableau.error is not None
+    if adaptive and self._tableau.error is None:
+        raise ValueError(f"{type(self).__name__} has no embedded error estimate (error_weights is None), so it "
+                         "cannot step adaptively; use adaptive=False or an adaptive method such as 'dopri5'")
+    return bool(adaptive)
+
+@patch
+def _fixed_grid(self: BaseRungeKuttaIntegrator, x: torch.Tensor, step_size, n_steps: int, t):
+    "Yield `(t_batch, h, h_t)` for each step: along the grid `t`, or `n_steps` steps of `step_size` from 0."
+    B = x.shape[0]
+    full = lambda v: torch.full((B,), v, device=x.device, dtype=x.dtype)
+    if t is not None:
+        times = _check_time_grid(t).tolist()    # one read of the grid, then Python floats
+        for t0, t1 in zip(times[:-1], times[1:]): yield full(t0), t1 - t0, t1 - t0
+        return
+    h, h_t = _step_pair(step_size, x)
+    if isinstance(h, float):
+        for i in range(n_steps): yield full(i * h), h, h
+    else:
+        t_b = self._batch_time(None, x)
+        for i in range(n_steps):
+            yield t_b, h, h_t
+            t_b = t_b + h_t
+
+@patch
+def _integrate_fixed(self: BaseRungeKuttaIntegrator, x, step_size, n_steps, t, drift):
+    first = None
+    for t_b, h, h_t in self._fixed_grid(x, step_size, n_steps, t):
+        x, ks = self._rk_step(x, h, h_t, t_b, drift, first)
+        if self._tableau.fsal: first = ks[-1]
+    return x
+
+# %% ../../nbs/00_core/05_base_integrator.ipynb #00f4c8a6
+@patch
+def _error_ratio(self: BaseRungeKuttaIntegrator, x: torch.Tensor, x_new: torch.Tensor, err: torch.Tensor) -> float:
+    "$r$: the (RMS or user) norm of the error scaled by `atol + rtol·max(|x|, |x'|)`."
+    scale = torch.maximum(x.abs(), x_new.abs()).mul_(self.rtol).add_(self.atol)
+    ratio = err.div_(scale)
+    r = self.norm(ratio) if self.norm is not None else ratio.square().mean().sqrt()
+    return float(r)
+
+@patch
+def _adaptive_span(self: BaseRungeKuttaIntegrator, x: torch.Tensor, step_size, n_steps: int, t) -> Tuple[float, float]:
+    "Start and end time of an adaptive run: the ends of the grid `t`, else 0 and `n_steps · step_size`."
+    if t is not None:
+        grid = _check_time_grid(t)
+        t0, t1 = float(grid[0]), float(grid[-1])
+    else:
+        h0 = _step_pair(step_size, x)[0]
+        if not isinstance(h0, float):
+            if h0.numel() != 1: raise ValueError("adaptive integration needs one step size for the whole batch")
+            h0 = float(h0)
+        t0, t1 = 0.0, n_steps * h0
+    return t0, t1
+
+# %% ../../nbs/00_core/05_base_integrator.ipynb #99a91172
+@patch
+def _integrate_adaptive(self: BaseRungeKuttaIntegrator, x, step_size, n_steps, t, drift):
+    t0, t1 = self._adaptive_span(x, step_size, n_steps, t)
+    span = t1 - t0
+    if span == 0.0: return x
+    direction = 1.0 if span > 0 else -1.0
+    try: h_abs = abs(float(step_size))
+    except (TypeError, ValueError, RuntimeError): h_abs = 0.0
+    if not 0.0 < h_abs < math.inf: h_abs = abs(span) / n_steps
+    h_abs = min(h_abs, self.max_step_size, abs(span))
+    tab, B = self._tableau, x.shape[0]
+    tiny = 8 * torch.finfo(torch.float64).eps * max(1.0, abs(t0), abs(t1))
+    t_cur, first, attempts = t0, None, 0
+    while direction * (t1 - t_cur) > tiny:
+        if attempts >= self.max_steps:
+            raise RuntimeError(f"{type(self).__name__}: adaptive integration from t={t0:g} to t={t1:g} stopped at "
+                               f"t={t_cur:.6g} after max_steps={self.max_steps} step attempts (last step size "
+                               f"{h_abs:.3g}); loosen atol/rtol or raise max_steps")
+        attempts += 1
+        remaining = direction * (t1 - t_cur)
+        last = h_abs >= remaining
+        h_try = remaining if last else h_abs
+        h = direction * h_try
+        t_b = torch.full((B,), t_cur, device=x.device, dtype=x.dtype)
+        x_new, ks = self._rk_step(x, h, h, t_b, drift, first)
+        r = self._error_ratio(x, x_new, _weighted(h, tab.error, ks))
+        if r <= 1.0:                                           # accept
+            x, t_cur = x_new, (t1 if last else t_cur + h)
+            first = ks[-1] if tab.fsal else None
+        else:                                                  # reject (NaN lands here too)
+            first = ks[0] if tab.first_reusable else None
+        if not math.isfinite(r): factor = self.min_factor
+        elif r == 0.0: factor = self.max_factor
+        else: factor = min(self.max_factor, max(self.min_factor, self.safety * r ** (-1.0 / self.order)))
+        h_abs = min(h_try * factor, self.max_step_size)
+    return x
 
 # %% ../../nbs/00_core/05_base_integrator.ipynb #22bcfdf3
 class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
@@ -424,74 +493,82 @@ class BaseSDERungeKuttaIntegrator(BaseRungeKuttaIntegrator):
         if isinstance(D, float) and not D >= 0.0: raise ValueError(f"diffusion must be ≥ 0; got {D}")
         return D
 
-    def _sde_step(self, x, h, h_t, t, drift, D, noise, generator):
-        x_new = self._rk_step(x, h, h_t, t, drift)[0]
-        if D is None: return x_new
-        if noise is None:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        elif noise.shape != x.shape:
-            raise ValueError(f"noise must have the shape of x {tuple(x.shape)}; got {tuple(noise.shape)}")
-        if x_new is x or self._tableau.fsal: x_new = x_new.clone()   # never write into the caller's tensors
-        if isinstance(D, float) and isinstance(h, float):
-            return x_new.add_(noise, alpha=math.sqrt(2.0 * D * abs(h)))
-        scale = (D * (2.0 * (abs(h) if isinstance(h, float) else h.abs()))).sqrt()
-        return x_new.addcmul_(scale, noise)
+# %% ../../nbs/00_core/05_base_integrator.ipynb #86f020ac
+@patch
+def _sde_step(self: BaseSDERungeKuttaIntegrator, x, h, h_t, t, drift, D, noise, generator):
+    x_new = self._rk_step(x, h, h_t, t, drift)[0]
+    if D is None: return x_new
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    elif noise.shape != x.shape:
+        raise ValueError(f"noise must have the shape of x {tuple(x.shape)}; got {tuple(noise.shape)}")
+    if x_new is x or self._tableau.fsal: x_new = x_new.clone()   # never write into the caller's tensors
+    if isinstance(D, float) and isinstance(h, float):
+        return x_new.add_(noise, alpha=math.sqrt(2.0 * D * abs(h)))
+    scale = (D * (2.0 * (abs(h) if isinstance(h, float) else h.abs()))).sqrt()
+    return x_new.addcmul_(scale, noise)
 
-    def step(self,
-             state: Dict[str, torch.Tensor], # {"x": (B, *S)}
-             step_size: torch.Tensor, # h: a number, a 0-d tensor or one value per sample (B,)
-             *,
-             drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t) with t of shape (B,)
-             diffusion: Optional[torch.Tensor] = None, # D: number, tensor ((B,) or broadcastable) or callable D(x, t)
-             noise: Optional[torch.Tensor] = None, # ξ shaped like x (default: drawn from N(0, I) with `generator`)
-             noise_scale: Optional[torch.Tensor] = None, # σ, giving D = σ² when `diffusion` is None
-             t: Optional[torch.Tensor] = None, # time at the start of the step, (B,) or a number (default 0)
-             generator: Optional[torch.Generator] = None, # RNG for ξ
-            ) -> Dict[str, torch.Tensor]: # {"x": x after one step}
-        "One step $x + h\\sum_i b_i k_i + \\sqrt{2D}\\sqrt{h}\\,\\xi$."
-        x = state["x"]
-        if (self._single_explicit is not None and type(step_size) is float and type(noise_scale) is float
-                and diffusion is None and t is None and noise is not None and drift is not None
-                and noise.shape == x.shape):
-            # hot path (Euler–Maruyama in a sampler loop): one drift call, one fused add, one in-place add
-            x_new = torch.add(x, drift(x, self._batch_time(None, x)), alpha=step_size * self._single_explicit)
-            return {"x": x_new.add_(noise, alpha=self.noise_coefficient(step_size, noise_scale))}
-        drift = self._require_drift(drift)
-        h, h_t = _step_pair(step_size, x)
-        t = self._batch_time(t, x)
-        D = self._diffusion(diffusion, noise_scale, x, t)
-        return {"x": self._sde_step(x, h, h_t, t, drift, D, noise, generator)}
+# %% ../../nbs/00_core/05_base_integrator.ipynb #2caeb7a0
+@patch
+def step(self: BaseSDERungeKuttaIntegrator,
+         state: Dict[str, torch.Tensor], # {"x": (B, *S)}
+         step_size: torch.Tensor, # h: a number, a 0-d tensor or one value per sample (B,)
+         *,
+         drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t) with t of shape (B,)
+         diffusion: Optional[torch.Tensor] = None, # D: number, tensor ((B,) or broadcastable) or callable D(x, t)
+         noise: Optional[torch.Tensor] = None, # ξ shaped like x (default: drawn from N(0, I) with `generator`)
+         noise_scale: Optional[torch.Tensor] = None, # σ, giving D = σ² when `diffusion` is None
+         t: Optional[torch.Tensor] = None, # time at the start of the step, (B,) or a number (default 0)
+         generator: Optional[torch.Generator] = None, # RNG for ξ
+        ) -> Dict[str, torch.Tensor]: # {"x": x after one step}
+    "One step $x + h\\sum_i b_i k_i + \\sqrt{2D}\\sqrt{h}\\,\\xi$."
+    x = state["x"]
+    if (self._single_explicit is not None and type(step_size) is float and type(noise_scale) is float
+            and diffusion is None and t is None and noise is not None and drift is not None
+            and noise.shape == x.shape):
+        # hot path (Euler–Maruyama in a sampler loop): one drift call, one fused add, one in-place add
+        x_new = torch.add(x, drift(x, self._batch_time(None, x)), alpha=step_size * self._single_explicit)
+        return {"x": x_new.add_(noise, alpha=self.noise_coefficient(step_size, noise_scale))}
+    drift = self._require_drift(drift)
+    h, h_t = _step_pair(step_size, x)
+    t = self._batch_time(t, x)
+    D = self._diffusion(diffusion, noise_scale, x, t)
+    return {"x": self._sde_step(x, h, h_t, t, drift, D, noise, generator)}
 
-    def integrate(self,
-                  state: Dict[str, torch.Tensor], # {"x": (B, *S)}
-                  step_size: torch.Tensor, # step h (ignored when `t` is given)
-                  n_steps: int, # number of steps, > 0
-                  *,
-                  drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t)
-                  diffusion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # D(x, t) (or a constant)
-                  noise_scale: Optional[torch.Tensor] = None, # σ, giving D = σ² when `diffusion` is None
-                  t: Optional[torch.Tensor] = None, # 1-D time grid (≥ 2 points); default arange(n_steps+1)·h
-                  adaptive: Optional[bool] = None, # adaptive stepping is for noise-free integration only
-                  inference_mode: bool = False, # run under `torch.inference_mode()`
-                  generator: Optional[torch.Generator] = None, # RNG for the noise
-                 ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
-        "Integrate $dx = f\\,dt + \\sqrt{2D}\\,dW$ along a fixed grid."
-        drift = self._require_drift(drift)
-        n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
-        if t is not None: t = _check_time_grid(t)
-        adaptive = self._resolve_adaptive(adaptive)
-        if adaptive and (diffusion is not None or noise_scale is not None):
-            raise ValueError("adaptive step-size control only applies to noise-free integration; "
-                             "got diffusion/noise_scale together with adaptive stepping")
-        x = state["x"]
-        with torch.inference_mode() if inference_mode else nullcontext():
-            if adaptive: return {"x": self._integrate_adaptive(x, step_size, n_steps, t, drift)}
-            varying = diffusion is not None and callable(diffusion) and not torch.is_tensor(diffusion)
-            D = None if varying else self._diffusion(diffusion, noise_scale, x, None)
-            for t_b, h, h_t in self._fixed_grid(x, step_size, n_steps, t):
-                if varying: D = self._diffusion(diffusion, None, x, t_b)
-                x = self._sde_step(x, h, h_t, t_b, drift, D, None, generator)
-        return {"x": x}
+# %% ../../nbs/00_core/05_base_integrator.ipynb #b8425423
+@patch
+def integrate(self: BaseSDERungeKuttaIntegrator,
+              state: Dict[str, torch.Tensor], # {"x": (B, *S)}
+              step_size: torch.Tensor, # step h (ignored when `t` is given)
+              n_steps: int, # number of steps, > 0
+              *,
+              drift: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # f(x, t)
+              diffusion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None, # D(x, t) (or a constant)
+              noise_scale: Optional[torch.Tensor] = None, # σ, giving D = σ² when `diffusion` is None
+              t: Optional[torch.Tensor] = None, # 1-D time grid (≥ 2 points); default arange(n_steps+1)·h
+              adaptive: Optional[bool] = None, # adaptive stepping is for noise-free integration only
+              inference_mode: bool = False, # run under `torch.inference_mode()`
+              generator: Optional[torch.Generator] = None, # RNG for the noise
+             ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
+    "Integrate $dx = f\\,dt + \\sqrt{2D}\\,dW$ along a fixed grid."
+    drift = self._require_drift(drift)
+    n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
+    if t is not None: t = _check_time_grid(t)
+    adaptive = self._resolve_adaptive(adaptive)
+    if adaptive and (diffusion is not None or noise_scale is not None):
+        raise ValueError("adaptive step-size control only applies to noise-free integration; "
+                         "got diffusion/noise_scale together with adaptive stepping")
+    x = state["x"]
+    with torch.inference_mode() if inference_mode else nullcontext():
+        if adaptive: return {"x": self._integrate_adaptive(x, step_size, n_steps, t, drift)}
+        varying = diffusion is not None and callable(diffusion) and not torch.is_tensor(diffusion)
+        D = None if varying else self._diffusion(diffusion, noise_scale, x, None)
+        for t_b, h, h_t in self._fixed_grid(x, step_size, n_steps, t):
+            if varying: D = self._diffusion(diffusion, None, x, t_b)
+            x = self._sde_step(x, h, h_t, t_b, drift, D, None, generator)
+    return {"x": x}
+
+_settle(BaseSDERungeKuttaIntegrator, 'step', 'integrate')
 
 # %% ../../nbs/00_core/05_base_integrator.ipynb #c39da940
 class BaseSymplecticIntegrator(BaseIntegrator):

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Optional, Sequence, Tuple
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .base_module import TorchEBMModule, reject_unknown_arguments
@@ -33,6 +34,7 @@ def _check_energy(energy: torch.Tensor, x: torch.Tensor, owner: str) -> None:
         raise ValueError(f"{owner}.forward must return energies of shape {expected} for input of shape "
                          f"{tuple(x.shape)}; got {got}")
 
+# %% ../../nbs/00_core/02_base_model.ipynb #0a6d2de2
 class BaseModel(TorchEBMModule, ABC):
     "An energy function E(x): a batch `(B, *S)` in, energies `(B,)` out."
     force_fp32_gradient: bool = False  # compute `gradient` in float32 (and cast back) whatever x's dtype
@@ -47,54 +49,60 @@ class BaseModel(TorchEBMModule, ABC):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "Energies of the batch `x`, shape (B,)."
 
-    def _energy_with_grad(self, x: torch.Tensor, model_kwargs: Optional[dict], create_graph: bool):
-        mk = self._prepare_model_kwargs(model_kwargs)
-        _check_input(x)
-        dtype = torch.float32 if self.force_fp32_gradient else x.dtype
-        x_in = x.detach().to(device=self.device, dtype=dtype).requires_grad_(True)
-        with torch.enable_grad():   # samplers run under no_grad; the gradient needs autograd regardless
-            with self.autocast_context():
-                energy = self(x_in, **mk)
-            _check_energy(energy, x_in, type(self).__name__)
-            if not energy.requires_grad:
-                raise RuntimeError(f"{type(self).__name__}.forward is not differentiable with respect to x: "
-                                   "the energy does not depend on x through autograd operations")
-            (grad,) = torch.autograd.grad(energy.sum(), x_in, create_graph=create_graph, allow_unused=True)
-        if grad is None:
-            raise RuntimeError(f"{type(self).__name__}.forward does not depend on x; its gradient is undefined")
-        return energy, grad
-
-    def gradient(self, x: torch.Tensor, # input batch (B, *S) or a single point (D,)
-                 model_kwargs: Optional[dict] = None, # conditioning passed to forward (e.g. {'y': labels})
-                ) -> torch.Tensor:
-        "∇ₓE(x) by autograd: detached, shaped like x, in x's dtype, on the model's device."
-        return self._energy_with_grad(x, model_kwargs, create_graph=False)[1].detach().to(x.dtype)
-
-    def score(self, x: torch.Tensor, # input batch (B, *S)
-              model_kwargs: Optional[dict] = None, # conditioning passed to forward
-             ) -> torch.Tensor:
-        "∇ₓE(x) kept in the autograd graph (create_graph=True). Note: ∇ₓ log p = −score(x)."
-        return self._energy_with_grad(x, model_kwargs, create_graph=True)[1].to(x.dtype)
-
-    @property
-    def gradient_computes_energy(self) -> bool:
-        "Whether `gradient` runs the forward pass anyway (autograd, in x's dtype, no autocast): then `energy_and_gradient` costs what `gradient` does."
-        return type(self).gradient is BaseModel.gradient and not self.force_fp32_gradient and not self.use_mixed_precision
-
-    def energy_and_gradient(self, x: torch.Tensor, # input batch (B, *S)
-                            model_kwargs: Optional[dict] = None, # conditioning passed to forward
-                           ) -> Tuple[torch.Tensor, torch.Tensor]: # (E(x) (B,), ∇ₓE(x) shaped like x), detached, in x's dtype
-        "E(x) and ∇ₓE(x) together: from the one forward pass autograd makes when `gradient_computes_energy`, else a forward pass and `gradient`."
-        if self.gradient_computes_energy:
-            energy, grad = self._energy_with_grad(x, model_kwargs, create_graph=False)
-            return energy.detach().to(x.dtype), grad.detach().to(x.dtype)
-        grad = self.gradient(x, model_kwargs) if model_kwargs else self.gradient(x)   # closed forms stay in play
-        with torch.no_grad():
-            energy = self(x, **self._prepare_model_kwargs(model_kwargs))
-        return energy.detach(), grad
-
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+# %% ../../nbs/00_core/02_base_model.ipynb #388ff24b
+@patch
+def _energy_with_grad(self: BaseModel, x: torch.Tensor, model_kwargs: Optional[dict], create_graph: bool):
+    mk = self._prepare_model_kwargs(model_kwargs)
+    _check_input(x)
+    dtype = torch.float32 if self.force_fp32_gradient else x.dtype
+    x_in = x.detach().to(device=self.device, dtype=dtype).requires_grad_(True)
+    with torch.enable_grad():   # samplers run under no_grad; the gradient needs autograd regardless
+        with self.autocast_context():
+            energy = self(x_in, **mk)
+        _check_energy(energy, x_in, type(self).__name__)
+        if not energy.requires_grad:
+            raise RuntimeError(f"{type(self).__name__}.forward is not differentiable with respect to x: "
+                               "the energy does not depend on x through autograd operations")
+        (grad,) = torch.autograd.grad(energy.sum(), x_in, create_graph=create_graph, allow_unused=True)
+    if grad is None:
+        raise RuntimeError(f"{type(self).__name__}.forward does not depend on x; its gradient is undefined")
+    return energy, grad
+
+@patch
+def gradient(self: BaseModel, x: torch.Tensor, # input batch (B, *S) or a single point (D,)
+             model_kwargs: Optional[dict] = None, # conditioning passed to forward (e.g. {'y': labels})
+            ) -> torch.Tensor:
+    "∇ₓE(x) by autograd: detached, shaped like x, in x's dtype, on the model's device."
+    return self._energy_with_grad(x, model_kwargs, create_graph=False)[1].detach().to(x.dtype)
+
+@patch
+def score(self: BaseModel, x: torch.Tensor, # input batch (B, *S)
+          model_kwargs: Optional[dict] = None, # conditioning passed to forward
+         ) -> torch.Tensor:
+    "∇ₓE(x) kept in the autograd graph (create_graph=True). Note: ∇ₓ log p = −score(x)."
+    return self._energy_with_grad(x, model_kwargs, create_graph=True)[1].to(x.dtype)
+
+# %% ../../nbs/00_core/02_base_model.ipynb #3dd84463
+@patch(as_prop=True)
+def gradient_computes_energy(self: BaseModel) -> bool:
+    "Whether `gradient` runs the forward pass anyway (autograd, in x's dtype, no autocast): then `energy_and_gradient` costs what `gradient` does."
+    return type(self).gradient is BaseModel.gradient and not self.force_fp32_gradient and not self.use_mixed_precision
+
+@patch
+def energy_and_gradient(self: BaseModel, x: torch.Tensor, # input batch (B, *S)
+                        model_kwargs: Optional[dict] = None, # conditioning passed to forward
+                       ) -> Tuple[torch.Tensor, torch.Tensor]: # (E(x) (B,), ∇ₓE(x) shaped like x), detached, in x's dtype
+    "E(x) and ∇ₓE(x) together: from the one forward pass autograd makes when `gradient_computes_energy`, else a forward pass and `gradient`."
+    if self.gradient_computes_energy:
+        energy, grad = self._energy_with_grad(x, model_kwargs, create_graph=False)
+        return energy.detach().to(x.dtype), grad.detach().to(x.dtype)
+    grad = self.gradient(x, model_kwargs) if model_kwargs else self.gradient(x)   # closed forms stay in play
+    with torch.no_grad():
+        energy = self(x, **self._prepare_model_kwargs(model_kwargs))
+    return energy.detach(), grad
 
 # %% ../../nbs/00_core/02_base_model.ipynb #9d26f685
 class AnalyticModel(BaseModel):

@@ -10,35 +10,18 @@ from contextlib import nullcontext
 from typing import Any, Callable, Optional, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
+from .._deprecation import _WARNED_ONCE, _external_stacklevel, warn_once   # their home is below core; re-exported here
 from .validation import check_bool
 
 # %% auto #0
-__all__ = ['DeviceMixin', 'warn_once', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device',
-           'resolve_device', 'resolve_dtype', 'resolve_generator', 'TorchEBMModule', 'substitute_condition']
+__all__ = ['DeviceMixin', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device', 'resolve_device',
+           'resolve_dtype', 'resolve_generator', 'TorchEBMModule', 'substitute_condition', 'warn_once']
 
 # %% ../../nbs/00_core/00_base_module.ipynb #223f1819
-_WARNED_ONCE: set = set()
-
-def _external_stacklevel() -> int:
-    "The `stacklevel` (as seen from the caller of this function) of the first frame outside torchebm_nb and torch."
-    frame, level = inspect.currentframe().f_back, 1
-    while frame is not None:
-        module = frame.f_globals.get('__name__', '')
-        if not (module.startswith('torchebm_nb') or module == 'torch' or module.startswith('torch.')): return level
-        frame, level = frame.f_back, level + 1
-    return level
-
-def warn_once(key: str, # identity of the warning; a key warns at most once per process
-              message: str, # the text shown to the user
-              category: type = DeprecationWarning, # the warning class
-              stacklevel: Optional[int] = 3, # passed to `warnings.warn` (3: the caller's caller); None: the user's code
-             ) -> None:
-    "Emit `message` as a `category` warning the first time `key` is seen, and never again."
-    if key in _WARNED_ONCE: return
-    _WARNED_ONCE.add(key)
-    warnings.warn(message, category, stacklevel=_external_stacklevel() if stacklevel is None else stacklevel)
+_all_ = ['warn_once']    # defined in torchebm_nb._deprecation, re-exported as part of core's API
 
 # %% ../../nbs/00_core/00_base_module.ipynb #9a918378
 def _library_version() -> str:
@@ -155,43 +138,49 @@ class TorchEBMModule(nn.Module):
         self._device_cache = self._dtype_cache = None
         return out
 
-    def setup_mixed_precision(self,
-                              use_mixed_precision: bool, # turn autocast on (CUDA only)
-                              amp_dtype: torch.dtype = torch.float16, # float16 or bfloat16
-                             ) -> None:
-        "Configure autocast; off CUDA a request to enable it warns and leaves it disabled."
-        check_bool(use_mixed_precision, 'use_mixed_precision')
-        if amp_dtype not in _AMP_DTYPES:
-            raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16; got {amp_dtype!r}")
-        self.amp_dtype = amp_dtype
-        if use_mixed_precision and self.device.type != 'cuda':
-            warnings.warn(f"Mixed precision needs a CUDA device; {type(self).__name__} is on {self.device}, "
-                          "so it stays disabled.", UserWarning, stacklevel=2)
-            use_mixed_precision = False
-        self.use_mixed_precision = use_mixed_precision
-
-    def autocast_context(self):
-        "`torch.amp.autocast` for this module's device when mixed precision is on, else a no-op context."
-        if not self.use_mixed_precision: return nullcontext()
-        return torch.amp.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
-    def _prepare_model_kwargs(self, model_kwargs: Optional[dict]) -> dict:
-        "A new dict with tensor values moved to this module's device (dtypes untouched)."
-        if model_kwargs is None: return {}
-        if not isinstance(model_kwargs, dict):
-            raise TypeError(f"model_kwargs must be a dict or None; got {type(model_kwargs).__name__}")
-        device = self.device
-        return {k: v.to(device) if torch.is_tensor(v) and v.device != device else v for k, v in model_kwargs.items()}
-
-    def _merge_condition(self, model_kwargs: Optional[dict], y: Optional[torch.Tensor]) -> dict:
-        "Fold `y` into the conditioning kwargs; giving `y` both ways is ambiguous and raises `ValueError`."
-        merged = self._prepare_model_kwargs(model_kwargs)
-        if y is None: return merged
-        if 'y' in merged: raise ValueError("y was given both as y= and inside model_kwargs; pass it once")
-        merged['y'] = y.to(self.device) if torch.is_tensor(y) else y
-        return merged
-
 DeviceMixin = TorchEBMModule
+
+# %% ../../nbs/00_core/00_base_module.ipynb #04ba7894
+@patch
+def setup_mixed_precision(self: TorchEBMModule,
+                          use_mixed_precision: bool, # turn autocast on (CUDA only)
+                          amp_dtype: torch.dtype = torch.float16, # float16 or bfloat16
+                         ) -> None:
+    "Configure autocast; off CUDA a request to enable it warns and leaves it disabled."
+    check_bool(use_mixed_precision, 'use_mixed_precision')
+    if amp_dtype not in _AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16; got {amp_dtype!r}")
+    self.amp_dtype = amp_dtype
+    if use_mixed_precision and self.device.type != 'cuda':
+        warnings.warn(f"Mixed precision needs a CUDA device; {type(self).__name__} is on {self.device}, "
+                      "so it stays disabled.", UserWarning, stacklevel=2)
+        use_mixed_precision = False
+    self.use_mixed_precision = use_mixed_precision
+
+@patch
+def autocast_context(self: TorchEBMModule):
+    "`torch.amp.autocast` for this module's device when mixed precision is on, else a no-op context."
+    if not self.use_mixed_precision: return nullcontext()
+    return torch.amp.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+# %% ../../nbs/00_core/00_base_module.ipynb #6c18001f
+@patch
+def _prepare_model_kwargs(self: TorchEBMModule, model_kwargs: Optional[dict]) -> dict:
+    "A new dict with tensor values moved to this module's device (dtypes untouched)."
+    if model_kwargs is None: return {}
+    if not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict or None; got {type(model_kwargs).__name__}")
+    device = self.device
+    return {k: v.to(device) if torch.is_tensor(v) and v.device != device else v for k, v in model_kwargs.items()}
+
+@patch
+def _merge_condition(self: TorchEBMModule, model_kwargs: Optional[dict], y: Optional[torch.Tensor]) -> dict:
+    "Fold `y` into the conditioning kwargs; giving `y` both ways is ambiguous and raises `ValueError`."
+    merged = self._prepare_model_kwargs(model_kwargs)
+    if y is None: return merged
+    if 'y' in merged: raise ValueError("y was given both as y= and inside model_kwargs; pass it once")
+    merged['y'] = y.to(self.device) if torch.is_tensor(y) else y
+    return merged
 
 # %% ../../nbs/00_core/00_base_module.ipynb #235e90bb
 def substitute_condition(y: torch.Tensor, # conditions, leading dimension B

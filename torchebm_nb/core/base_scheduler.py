@@ -8,6 +8,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any, Dict, List
 
+from fastcore.basics import patch
 from torch import nn
 
 from .validation import check_bool, check_int, check_real, is_real
@@ -44,22 +45,14 @@ class BaseScheduler(ABC):
         self.step_count = 0
         self.current_value = self.start_value
 
-    def state_dict(self) -> Dict[str, Any]:
-        "Everything needed to resume: the object's attributes (nested schedulers as their own state dicts)."
-        return {k: v.state_dict() if isinstance(v, BaseScheduler) else v for k, v in self.__dict__.items()}
-
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        "Restore a state saved by `state_dict`."
-        for k, v in state_dict.items():
-            if isinstance(getattr(self, k, None), BaseScheduler): getattr(self, k).load_state_dict(v)
-            else: setattr(self, k, v)
-
     def __repr__(self):
         return f"{type(self).__name__}(value={self.current_value:g}, step={self.step_count})"
 
-    def brief(self) -> str:
-        "A short label for an owner's repr: the class name (a constant gives its value instead)."
-        return type(self).__name__
+# %% ../../nbs/00_core/01_schedulers.ipynb #2ed44aa2
+@patch
+def brief(self: BaseScheduler) -> str:
+    "A short label for an owner's repr: the class name (a constant gives its value instead)."
+    return type(self).__name__
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #4586e052
 class ConstantScheduler(BaseScheduler):
@@ -86,6 +79,7 @@ class ExponentialDecayScheduler(BaseScheduler):
     def reset(self) -> None:
         super().reset(); self.current_value = max(self.min_value, self.start_value)
 
+# %% ../../nbs/00_core/01_schedulers.ipynb #e87f64a2
 class _RampScheduler(BaseScheduler):
     "A schedule from `start_value` to `end_value` over `n_steps` steps, then constant; subclasses give the shape."
     def __init__(self, start_value: float, # value at step 0
@@ -110,6 +104,7 @@ class CosineScheduler(_RampScheduler):
     def _compute_value(self) -> float:
         return self.end_value + (self.start_value - self.end_value) * 0.5 * (1.0 + math.cos(math.pi * self._progress()))
 
+# %% ../../nbs/00_core/01_schedulers.ipynb #2f3b8a75
 class MultiStepScheduler(BaseScheduler):
     "Multiplied by `gamma` at each milestone step."
     def __init__(self, start_value: float, # value at step 0
@@ -127,6 +122,19 @@ class MultiStepScheduler(BaseScheduler):
     def _compute_value(self) -> float:
         passed = sum(1 for m in self.milestones if m <= self.step_count)
         return self.start_value * self.gamma ** passed
+
+# %% ../../nbs/00_core/01_schedulers.ipynb #fef732e8
+@patch
+def state_dict(self: BaseScheduler) -> Dict[str, Any]:
+    "Everything needed to resume: the object's attributes (nested schedulers as their own state dicts)."
+    return {k: v.state_dict() if isinstance(v, BaseScheduler) else v for k, v in self.__dict__.items()}
+
+@patch
+def load_state_dict(self: BaseScheduler, state_dict: Dict[str, Any]) -> None:
+    "Restore a state saved by `state_dict`."
+    for k, v in state_dict.items():
+        if isinstance(getattr(self, k, None), BaseScheduler): getattr(self, k).load_state_dict(v)
+        else: setattr(self, k, v)
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #376e1f06
 class WarmupScheduler(BaseScheduler):
@@ -171,20 +179,23 @@ class TemperatureScheduler(BaseScheduler):
         if self.t_end < self.t_start: raise ValueError(f"t_end ({t_end}) must be ≥ t_start ({t_start})")
         super().__init__(self._value_at(self.t_start))
 
-    def epsilon_at(self, t: float) -> float:
-        "ε(t): 0 before τ*, linear up to ε_max at t = 1, constant after."
-        t = float(t)
-        if t < self.tau_star: return 0.0
-        if t >= 1.0: return self.epsilon_max
-        return self.epsilon_max * (t - self.tau_star) / (1.0 - self.tau_star)
-
-    def _value_at(self, t: float) -> float:
-        eps = self.epsilon_at(t)
-        return math.sqrt(eps) if self.sqrt else eps
-
     def _compute_value(self) -> float:
         t = self.t_start + (self.t_end - self.t_start) * min(self.step_count, self.n_steps) / self.n_steps
         return self._value_at(t)
+
+# %% ../../nbs/00_core/01_schedulers.ipynb #244e97e4
+@patch
+def epsilon_at(self: TemperatureScheduler, t: float) -> float:
+    "ε(t): 0 before τ*, linear up to ε_max at t = 1, constant after."
+    t = float(t)
+    if t < self.tau_star: return 0.0
+    if t >= 1.0: return self.epsilon_max
+    return self.epsilon_max * (t - self.tau_star) / (1.0 - self.tau_star)
+
+@patch
+def _value_at(self: TemperatureScheduler, t: float) -> float:
+    eps = self.epsilon_at(t)
+    return math.sqrt(eps) if self.sqrt else eps
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #53ef1d1d
 class Schedulable:
@@ -220,30 +231,36 @@ class Schedulable:
         self.register_scheduler(name, scheduler)
         return scheduler
 
-    def get_scheduled_value(self, name: str) -> float:
-        "Current value of the scheduled parameter `name`."
-        if name not in self.schedulers:
-            raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")
-        return self.schedulers[name].get_value()
+# %% ../../nbs/00_core/01_schedulers.ipynb #d9915d19
+@patch
+def get_scheduled_value(self: Schedulable, name: str) -> float:
+    "Current value of the scheduled parameter `name`."
+    if name not in self.schedulers:
+        raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")
+    return self.schedulers[name].get_value()
 
-    def _schedulables(self):
-        "This object and every `Schedulable` below it in the module tree."
-        return [m for m in self.modules() if isinstance(m, Schedulable)] if isinstance(self, nn.Module) else [self]
+@patch
+def _schedulables(self: Schedulable):
+    "This object and every `Schedulable` below it in the module tree."
+    return [m for m in self.modules() if isinstance(m, Schedulable)] if isinstance(self, nn.Module) else [self]
 
-    def _all_schedulers(self) -> List[BaseScheduler]:
-        seen, out = set(), []
-        for owner in self._schedulables():
-            for s in owner.schedulers.values():
-                if id(s) not in seen: seen.add(id(s)); out.append(s)
-        return out
+@patch
+def _all_schedulers(self: Schedulable) -> List[BaseScheduler]:
+    seen, out = set(), []
+    for owner in self._schedulables():
+        for s in owner.schedulers.values():
+            if id(s) not in seen: seen.add(id(s)); out.append(s)
+    return out
 
-    def step_schedulers(self) -> None:
-        "Advance every scheduler in the subtree by one step."
-        for s in self._all_schedulers(): s.step()
+@patch
+def step_schedulers(self: Schedulable) -> None:
+    "Advance every scheduler in the subtree by one step."
+    for s in self._all_schedulers(): s.step()
 
-    def reset_schedulers(self) -> None:
-        "Reset every scheduler in the subtree to step 0."
-        for s in self._all_schedulers(): s.reset()
+@patch
+def reset_schedulers(self: Schedulable) -> None:
+    "Reset every scheduler in the subtree to step 0."
+    for s in self._all_schedulers(): s.reset()
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #e8ad90dc
 def scheduled_parameter(name: str, # the parameter's name in `schedulers`

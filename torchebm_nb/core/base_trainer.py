@@ -11,6 +11,7 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .base_module import resolve_device, resolve_dtype, resolve_generator
@@ -37,7 +38,7 @@ def _unpack_batch(batch) -> Tuple[torch.Tensor, dict]:
     raise TypeError("a batch must be a tensor, a (data, condition) pair, or a dict with an 'x' or 'data' tensor; "
                     f"got {type(batch).__name__}")
 
-
+# %% ../../nbs/00_core/10_base_trainer.ipynb #44a3414b
 class BaseTrainer:
     "A training loop for any loss: batches with conditions, accumulation, AMP, EMA, callbacks, checkpoints."
     def __init__(self, model: nn.Module, # the model being trained
@@ -83,136 +84,155 @@ class BaseTrainer:
         takes = inspect.signature(self.loss_fn.forward if isinstance(self.loss_fn, nn.Module) else self.loss_fn).parameters
         self._loss_takes_generator = 'generator' in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values())
 
-    # ---- hooks ------------------------------------------------------------------------------------------
-    def _call(self, hook: str, *args) -> None:
-        for cb in self.callbacks:
-            fn = getattr(cb, hook, None)
-            if fn is not None: fn(self, *args)
-    def on_train_start(self): self._call('on_train_start')
-    def on_epoch_start(self, epoch: int): self._call('on_epoch_start', epoch)
-    def on_batch_start(self, batch_index: int): self._call('on_batch_start', batch_index)
-    def on_batch_end(self, batch_index: int, metrics: dict): self._call('on_batch_end', batch_index, metrics)
-    def on_epoch_end(self, epoch: int, metrics: dict): self._call('on_epoch_end', epoch, metrics)
-    def on_train_end(self, history: dict): self._call('on_train_end', history)
+# %% ../../nbs/00_core/10_base_trainer.ipynb #74741376
+@patch
+def _call(self: BaseTrainer, hook: str, *args) -> None:
+    for cb in self.callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None: fn(self, *args)
+@patch
+def on_train_start(self: BaseTrainer): self._call('on_train_start')
+@patch
+def on_epoch_start(self: BaseTrainer, epoch: int): self._call('on_epoch_start', epoch)
+@patch
+def on_batch_start(self: BaseTrainer, batch_index: int): self._call('on_batch_start', batch_index)
+@patch
+def on_batch_end(self: BaseTrainer, batch_index: int, metrics: dict): self._call('on_batch_end', batch_index, metrics)
+@patch
+def on_epoch_end(self: BaseTrainer, epoch: int, metrics: dict): self._call('on_epoch_end', epoch, metrics)
+@patch
+def on_train_end(self: BaseTrainer, history: dict): self._call('on_train_end', history)
 
-    # ---- steps ------------------------------------------------------------------------------------------
-    def compute_loss(self, x: torch.Tensor, model_kwargs: dict) -> Dict[str, torch.Tensor]:
-        "Call the loss; returns a dict with at least 'loss'."
-        kw = {'model_kwargs': model_kwargs} if model_kwargs else {}
-        if self._loss_takes_generator: kw['generator'] = self.generator
-        out = self.loss_fn(x, **kw)
-        return {'loss': out[0] if isinstance(out, (tuple, list)) else out}
+# %% ../../nbs/00_core/10_base_trainer.ipynb #95d8a5a4
+@patch
+def compute_loss(self: BaseTrainer, x: torch.Tensor, model_kwargs: dict) -> Dict[str, torch.Tensor]:
+    "Call the loss; returns a dict with at least 'loss'."
+    kw = {'model_kwargs': model_kwargs} if model_kwargs else {}
+    if self._loss_takes_generator: kw['generator'] = self.generator
+    out = self.loss_fn(x, **kw)
+    return {'loss': out[0] if isinstance(out, (tuple, list)) else out}
 
-    def _optimizer_step(self) -> None:
-        if self.scaler is not None: self.scaler.unscale_(self.optimizer)
-        if self.max_grad_norm is not None: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-        if self.scaler is not None: self.scaler.step(self.optimizer); self.scaler.update()
-        else: self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None: self.ema.update(self.model)
-        self.global_step += 1
-        self._micro = 0
+@patch
+def _optimizer_step(self: BaseTrainer) -> None:
+    if self.scaler is not None: self.scaler.unscale_(self.optimizer)
+    if self.max_grad_norm is not None: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+    if self.scaler is not None: self.scaler.step(self.optimizer); self.scaler.update()
+    else: self.optimizer.step()
+    self.optimizer.zero_grad(set_to_none=True)
+    if self.ema is not None: self.ema.update(self.model)
+    self.global_step += 1
+    self._micro = 0
 
-    def train_step(self, batch, # a tensor, (data, condition) or a dict
-                   model_kwargs: Optional[dict] = None, # extra conditioning merged with the batch's
-                  ) -> Dict[str, torch.Tensor]:
-        "One micro-batch: forward, backward (scaled by 1/grad_accum_steps), and an optimiser step every grad_accum_steps."
-        x, cond = _unpack_batch(batch)
-        cond = {**cond, **(model_kwargs or {})}
-        x = x.to(self.device, non_blocking=True)
-        if x.is_floating_point(): x = x.to(self.dtype)
-        cond = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in cond.items()}
-        self.model.train()
-        if isinstance(self.loss_fn, nn.Module): self.loss_fn.train()
-        if self.use_mixed_precision:
-            with torch.autocast('cuda'): metrics = self.compute_loss(x, cond)
-        else: metrics = self.compute_loss(x, cond)
-        loss = metrics['loss'] / self.grad_accum_steps
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        self._micro += 1
-        if self._micro >= self.grad_accum_steps: self._optimizer_step()
-        return {k: v.detach() for k, v in metrics.items()}
+@patch
+def train_step(self: BaseTrainer, batch, # a tensor, (data, condition) or a dict
+               model_kwargs: Optional[dict] = None, # extra conditioning merged with the batch's
+              ) -> Dict[str, torch.Tensor]:
+    "One micro-batch: forward, backward (scaled by 1/grad_accum_steps), and an optimiser step every grad_accum_steps."
+    x, cond = _unpack_batch(batch)
+    cond = {**cond, **(model_kwargs or {})}
+    x = x.to(self.device, non_blocking=True)
+    if x.is_floating_point(): x = x.to(self.dtype)
+    cond = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in cond.items()}
+    self.model.train()
+    if isinstance(self.loss_fn, nn.Module): self.loss_fn.train()
+    if self.use_mixed_precision:
+        with torch.autocast('cuda'): metrics = self.compute_loss(x, cond)
+    else: metrics = self.compute_loss(x, cond)
+    loss = metrics['loss'] / self.grad_accum_steps
+    (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+    self._micro += 1
+    if self._micro >= self.grad_accum_steps: self._optimizer_step()
+    return {k: v.detach() for k, v in metrics.items()}
 
-    def train_epoch(self, dataloader: Iterable, # yields batches
-                   ) -> Dict[str, float]:
-        "One pass over `dataloader`; returns the epoch's mean of every metric (one host sync, at the end)."
-        totals, n = {}, 0
-        batches = dataloader
-        if self.progress:
-            from tqdm.auto import tqdm
-            batches = tqdm(dataloader, desc=f"epoch {self.epoch + 1}", leave=False)
-        for i, batch in enumerate(batches):
-            self.on_batch_start(i)
-            metrics = self.train_step(batch)
-            for k, v in metrics.items(): totals[k] = totals[k] + v if k in totals else v.clone()
-            n += 1
-            self.on_batch_end(i, metrics)
-        if self._micro: self._optimizer_step()      # a partial accumulation group at the end of the epoch
-        if n == 0: raise ValueError("the dataloader yielded no batches")
-        return {k: (v / n).item() for k, v in totals.items()}
+# %% ../../nbs/00_core/10_base_trainer.ipynb #ceeee9a5
+@patch
+def train_epoch(self: BaseTrainer, dataloader: Iterable, # yields batches
+               ) -> Dict[str, float]:
+    "One pass over `dataloader`; returns the epoch's mean of every metric (one host sync, at the end)."
+    totals, n = {}, 0
+    batches = dataloader
+    if self.progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(dataloader, desc=f"epoch {self.epoch + 1}", leave=False)
+    for i, batch in enumerate(batches):
+        self.on_batch_start(i)
+        metrics = self.train_step(batch)
+        for k, v in metrics.items(): totals[k] = totals[k] + v if k in totals else v.clone()
+        n += 1
+        self.on_batch_end(i, metrics)
+    if self._micro: self._optimizer_step()      # a partial accumulation group at the end of the epoch
+    if n == 0: raise ValueError("the dataloader yielded no batches")
+    return {k: (v / n).item() for k, v in totals.items()}
 
-    def train(self, dataloader: Iterable, # yields batches each epoch
-              num_epochs: int, # epochs to run
-              validate_fn: Optional[Callable[[nn.Module], Union[Dict[str, float], float]]] = None, # called with the model after each epoch
-             ) -> Dict[str, List[float]]:
-        "Run `num_epochs` epochs; returns the history of every metric (validation metrics prefixed 'val_')."
-        num_epochs = check_int(num_epochs, 'num_epochs', minimum=1)
-        history: Dict[str, List[float]] = {}
-        self.on_train_start()
-        for _ in range(num_epochs):
-            self.on_epoch_start(self.epoch)
-            metrics = self.train_epoch(dataloader)
-            if validate_fn is not None:
-                val = validate_fn(self.model)
-                val = val if isinstance(val, dict) else {'loss': float(val)}
-                metrics.update({f'val_{k}': float(v) for k, v in val.items()})
-            for k, v in metrics.items(): history.setdefault(k, []).append(v)
-            self.epoch += 1
-            self.on_epoch_end(self.epoch - 1, metrics)
-        self.on_train_end(history)
-        return history
+# %% ../../nbs/00_core/10_base_trainer.ipynb #813c3bcb
+@patch
+def train(self: BaseTrainer, dataloader: Iterable, # yields batches each epoch
+          num_epochs: int, # epochs to run
+          validate_fn: Optional[Callable[[nn.Module], Union[Dict[str, float], float]]] = None, # called with the model after each epoch
+         ) -> Dict[str, List[float]]:
+    "Run `num_epochs` epochs; returns the history of every metric (validation metrics prefixed 'val_')."
+    num_epochs = check_int(num_epochs, 'num_epochs', minimum=1)
+    history: Dict[str, List[float]] = {}
+    self.on_train_start()
+    for _ in range(num_epochs):
+        self.on_epoch_start(self.epoch)
+        metrics = self.train_epoch(dataloader)
+        if validate_fn is not None:
+            val = validate_fn(self.model)
+            val = val if isinstance(val, dict) else {'loss': float(val)}
+            metrics.update({f'val_{k}': float(v) for k, v in val.items()})
+        for k, v in metrics.items(): history.setdefault(k, []).append(v)
+        self.epoch += 1
+        self.on_epoch_end(self.epoch - 1, metrics)
+    self.on_train_end(history)
+    return history
 
-    # ---- checkpoints --------------------------------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
-        "Everything needed to resume exactly."
-        unwrap = lambda m: getattr(m, 'module', m)
-        return {'model': unwrap(self.model).state_dict(), 'optimizer': self.optimizer.state_dict(),
-                'loss_fn': self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else None,
-                'ema': self.ema.state_dict() if self.ema is not None else None,
-                'scaler': self.scaler.state_dict() if self.scaler is not None else None,
-                'global_step': self.global_step, 'epoch': self.epoch, 'micro': self._micro,
-                'generator': self.generator.get_state()}
+# %% ../../nbs/00_core/10_base_trainer.ipynb #42b0d05f
+@patch
+def state_dict(self: BaseTrainer) -> Dict[str, Any]:
+    "Everything needed to resume exactly."
+    unwrap = lambda m: getattr(m, 'module', m)
+    return {'model': unwrap(self.model).state_dict(), 'optimizer': self.optimizer.state_dict(),
+            'loss_fn': self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else None,
+            'ema': self.ema.state_dict() if self.ema is not None else None,
+            'scaler': self.scaler.state_dict() if self.scaler is not None else None,
+            'global_step': self.global_step, 'epoch': self.epoch, 'micro': self._micro,
+            'generator': self.generator.get_state()}
 
-    def save_checkpoint(self, path: Union[str, os.PathLike], # file to write (parent folders are created)
-                       ) -> None:
-        "Save the trainer's state to `path` (atomically: a temporary file renamed into place)."
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        tmp = path + '.tmp'
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+@patch
+def save_checkpoint(self: BaseTrainer, path: Union[str, os.PathLike], # file to write (parent folders are created)
+                   ) -> None:
+    "Save the trainer's state to `path` (atomically: a temporary file renamed into place)."
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = path + '.tmp'
+    torch.save(self.state_dict(), tmp)
+    os.replace(tmp, path)
 
-    def load_checkpoint(self, path: Union[str, os.PathLike], # a file written by save_checkpoint
-                       ) -> Dict[str, Any]:
-        "Restore the state saved at `path`; returns the checkpoint dict."
-        state = torch.load(os.fspath(path), map_location=self.device, weights_only=False)
-        getattr(self.model, 'module', self.model).load_state_dict(state['model'])
-        self.optimizer.load_state_dict(state['optimizer'])
-        if state['loss_fn'] is not None and isinstance(self.loss_fn, nn.Module):
-            self._restore_loss_state(state['loss_fn'])
-        if state['ema'] is not None and self.ema is not None: self.ema.load_state_dict(state['ema'])
-        if state['scaler'] is not None and self.scaler is not None: self.scaler.load_state_dict(state['scaler'])
-        self.global_step, self.epoch, self._micro = state['global_step'], state['epoch'], state['micro']
-        self.generator.set_state(state['generator'].cpu() if self.generator.device.type == 'cpu' else state['generator'])
-        return state
+# %% ../../nbs/00_core/10_base_trainer.ipynb #4c764639
+@patch
+def load_checkpoint(self: BaseTrainer, path: Union[str, os.PathLike], # a file written by save_checkpoint
+                   ) -> Dict[str, Any]:
+    "Restore the state saved at `path`; returns the checkpoint dict."
+    state = torch.load(os.fspath(path), map_location=self.device, weights_only=False)
+    getattr(self.model, 'module', self.model).load_state_dict(state['model'])
+    self.optimizer.load_state_dict(state['optimizer'])
+    if state['loss_fn'] is not None and isinstance(self.loss_fn, nn.Module):
+        self._restore_loss_state(state['loss_fn'])
+    if state['ema'] is not None and self.ema is not None: self.ema.load_state_dict(state['ema'])
+    if state['scaler'] is not None and self.scaler is not None: self.scaler.load_state_dict(state['scaler'])
+    self.global_step, self.epoch, self._micro = state['global_step'], state['epoch'], state['micro']
+    self.generator.set_state(state['generator'].cpu() if self.generator.device.type == 'cpu' else state['generator'])
+    return state
 
-    def _restore_loss_state(self, loss_state: Dict[str, Any]) -> None:
-        "Load the loss's state, including buffers that were None when it was built (a PCD replay buffer)."
-        for name, value in loss_state.items():
-            owner, _, leaf = name.rpartition('.')
-            module = self.loss_fn.get_submodule(owner) if owner else self.loss_fn
-            if leaf in module._buffers and module._buffers[leaf] is None: module._buffers[leaf] = value.clone()
-        self.loss_fn.load_state_dict(loss_state)
+@patch
+def _restore_loss_state(self: BaseTrainer, loss_state: Dict[str, Any]) -> None:
+    "Load the loss's state, including buffers that were None when it was built (a PCD replay buffer)."
+    for name, value in loss_state.items():
+        owner, _, leaf = name.rpartition('.')
+        module = self.loss_fn.get_submodule(owner) if owner else self.loss_fn
+        if leaf in module._buffers and module._buffers[leaf] is None: module._buffers[leaf] = value.clone()
+    self.loss_fn.load_state_dict(loss_state)
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #1a06945a
 class ContrastiveDivergenceTrainer(BaseTrainer):

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Optional, Union
 
 import torch
+from fastcore.basics import patch
 from torch.utils.data import Dataset
 
 from ..core.base_module import normalize_device, resolve_device, resolve_dtype
@@ -45,35 +46,12 @@ class BaseSyntheticDataset(Dataset, ABC):
         self._generator.manual_seed(seed)
         return seed
 
-    def _uniform(self, *shape: int) -> torch.Tensor:
-        "Uniform draws on [0, 1), float64, CPU."
-        return torch.rand(*shape, generator=self._generator, dtype=torch.float64, device='cpu')
-
-    def _normal(self, *shape: int) -> torch.Tensor:
-        "Standard normal draws, float64, CPU."
-        return torch.randn(*shape, generator=self._generator, dtype=torch.float64, device='cpu')
-
-    def _integers(self, high: int, n: int) -> torch.Tensor:
-        "`n` integers drawn uniformly from {0, …, high − 1}, CPU."
-        return torch.randint(high, (n,), generator=self._generator, device='cpu')
-
     def _generate(self) -> torch.Tensor:
         with torch.device('cpu'): points = self._sample(self.n_samples)
         if points.shape != (self.n_samples, 2):
             raise RuntimeError(f"{type(self).__name__}._sample returned shape {tuple(points.shape)}; "
                                f"expected ({self.n_samples}, 2)")
         return points.to(device=self.device, dtype=self.dtype).contiguous()
-
-    def get_data(self) -> torch.Tensor: # the `(n_samples, 2)` tensor `.data`
-        "The whole dataset as one tensor."
-        return self.data
-
-    def regenerate(self, seed: Optional[int] = None, # reseed with this first; None continues the current stream
-                  ) -> torch.Tensor: # the new `.data`
-        "Replace `.data` with a fresh draw."
-        if seed is not None: self.seed = self._reseed(seed)
-        self.data = self._generate()
-        return self.data
 
     def __len__(self) -> int: return self.n_samples
 
@@ -87,6 +65,36 @@ class BaseSyntheticDataset(Dataset, ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_samples={self.n_samples}, device={self.device}, dtype={self.dtype})"
+
+# %% ../../nbs/50_data_models/00_datasets.ipynb #9fdf63e7
+@patch
+def _uniform(self: BaseSyntheticDataset, *shape: int) -> torch.Tensor:
+    "Uniform draws on [0, 1), float64, CPU."
+    return torch.rand(*shape, generator=self._generator, dtype=torch.float64, device='cpu')
+
+@patch
+def _normal(self: BaseSyntheticDataset, *shape: int) -> torch.Tensor:
+    "Standard normal draws, float64, CPU."
+    return torch.randn(*shape, generator=self._generator, dtype=torch.float64, device='cpu')
+
+@patch
+def _integers(self: BaseSyntheticDataset, high: int, n: int) -> torch.Tensor:
+    "`n` integers drawn uniformly from {0, …, high − 1}, CPU."
+    return torch.randint(high, (n,), generator=self._generator, device='cpu')
+
+# %% ../../nbs/50_data_models/00_datasets.ipynb #d3c6cc9f
+@patch
+def get_data(self: BaseSyntheticDataset) -> torch.Tensor: # the `(n_samples, 2)` tensor `.data`
+    "The whole dataset as one tensor."
+    return self.data
+
+@patch
+def regenerate(self: BaseSyntheticDataset, seed: Optional[int] = None, # reseed with this first; None continues the current stream
+              ) -> torch.Tensor: # the new `.data`
+    "Replace `.data` with a fresh draw."
+    if seed is not None: self.seed = self._reseed(seed)
+    self.data = self._generate()
+    return self.data
 
 # %% ../../nbs/50_data_models/00_datasets.ipynb #5ba77e91
 def _ring(n_points: int, radius: float) -> torch.Tensor:

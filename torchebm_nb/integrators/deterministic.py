@@ -9,11 +9,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.base_integrator import BaseRungeKuttaIntegrator
+from ..core.base_integrator import BaseRungeKuttaIntegrator, ButcherTableau
 
 # %% auto #0
-__all__ = ['MidpointIntegrator', 'RK4Integrator', 'RK438Integrator', 'AdaptiveHeunIntegrator', 'Bosh3Integrator',
-           'Dopri5Integrator', 'Dopri8Integrator']
+__all__ = ['MIDPOINT_TABLEAU', 'RK4_TABLEAU', 'RK438_TABLEAU', 'HEUN_TABLEAU', 'ADAPTIVE_HEUN_TABLEAU', 'BOSH3_TABLEAU',
+           'DOPRI5_TABLEAU', 'DOPRI8_TABLEAU', 'MidpointIntegrator', 'RK4Integrator', 'RK438Integrator',
+           'AdaptiveHeunIntegrator', 'Bosh3Integrator', 'Dopri5Integrator', 'Dopri8Integrator']
 
 # %% ../../nbs/10_integrators/00_deterministic.ipynb #1e10c824
 @lru_cache(maxsize=None)
@@ -54,93 +55,58 @@ def _butcher_order(a: Sequence[Sequence[float]], # Runge–Kutta matrix, rows ma
     return max_order
 
 # %% ../../nbs/10_integrators/00_deterministic.ipynb #20275afa
+MIDPOINT_TABLEAU = ButcherTableau(a=((0.0,), (0.5, 0.0)), b=(0.0, 1.0), c=(0.0, 0.5), order=2,
+                                  reference="Runge, Math. Ann. 46 (1895) 167–178")
+RK4_TABLEAU = ButcherTableau(a=((0.0,), (0.5, 0.0), (0.0, 0.5, 0.0), (0.0, 0.0, 1.0, 0.0)),
+                             b=(1/6, 1/3, 1/3, 1/6), c=(0.0, 0.5, 0.5, 1.0), order=4,
+                             reference="Kutta, Z. Math. Phys. 46 (1901) 435–453")
+RK438_TABLEAU = ButcherTableau(a=((0.0,), (1/3, 0.0), (-1/3, 1.0, 0.0), (1.0, -1.0, 1.0, 0.0)),
+                               b=(1/8, 3/8, 3/8, 1/8), c=(0.0, 1/3, 2/3, 1.0), order=4,
+                               reference="Kutta, Z. Math. Phys. 46 (1901) 435–453 (the 3/8 rule)")
+HEUN_TABLEAU = ButcherTableau(a=((0.0,), (1.0, 0.0)), b=(0.5, 0.5), c=(0.0, 1.0), order=2,
+                              reference="Heun, Z. Math. Phys. 45 (1900) 23–38")
+
+# %% ../../nbs/10_integrators/00_deterministic.ipynb #ef0c9c6b
 class MidpointIntegrator(BaseRungeKuttaIntegrator):
     "Explicit midpoint rule: $x' = x + h f(x + \\tfrac h2 f(x, t), t + \\tfrac h2)$, order 2."
-    @property
-    def tableau_a(self): return ((0.0,), (0.5, 0.0))
-    @property
-    def tableau_b(self): return (0.0, 1.0)
-    @property
-    def tableau_c(self): return (0.0, 0.5)
-    @property
-    def order(self): return 2
+    tableau = MIDPOINT_TABLEAU
 
 class RK4Integrator(BaseRungeKuttaIntegrator):
     "Classical fourth-order Runge–Kutta method (Kutta, 1901)."
-    @property
-    def tableau_a(self): return ((0.0,), (0.5, 0.0), (0.0, 0.5, 0.0), (0.0, 0.0, 1.0, 0.0))
-    @property
-    def tableau_b(self): return (1/6, 1/3, 1/3, 1/6)
-    @property
-    def tableau_c(self): return (0.0, 0.5, 0.5, 1.0)
-    @property
-    def order(self): return 4
+    tableau = RK4_TABLEAU
 
 class RK438Integrator(BaseRungeKuttaIntegrator):
     "Kutta's 3/8 rule, a fourth-order Runge–Kutta method (Kutta, 1901)."
-    @property
-    def tableau_a(self): return ((0.0,), (1/3, 0.0), (-1/3, 1.0, 0.0), (1.0, -1.0, 1.0, 0.0))
-    @property
-    def tableau_b(self): return (1/8, 3/8, 3/8, 1/8)
-    @property
-    def tableau_c(self): return (0.0, 1/3, 2/3, 1.0)
-    @property
-    def order(self): return 4
+    tableau = RK438_TABLEAU
 
 # %% ../../nbs/10_integrators/00_deterministic.ipynb #ea085e52
-class AdaptiveHeunIntegrator(BaseRungeKuttaIntegrator):
-    "Heun's method (order 2) with an embedded Euler step for the error estimate; adaptive by default."
-    @property
-    def tableau_a(self): return ((0.0,), (1.0, 0.0))
-    @property
-    def tableau_b(self): return (0.5, 0.5)
-    @property
-    def tableau_c(self): return (0.0, 1.0)
-    @property
-    def error_weights(self): return (0.5, -0.5)
-    @property
-    def order(self): return 2
+ADAPTIVE_HEUN_TABLEAU = HEUN_TABLEAU._replace(error_weights=(0.5, -0.5),        # e = b - b̂, b̂ = (1, 0): Euler
+                                              reference=HEUN_TABLEAU.reference + ", with an embedded Euler step")
+BOSH3_TABLEAU = ButcherTableau(a=((0.0,), (1/2, 0.0), (0.0, 3/4, 0.0), (2/9, 1/3, 4/9, 0.0)),
+                               b=(2/9, 1/3, 4/9, 0.0), c=(0.0, 1/2, 3/4, 1.0), order=3,
+                               error_weights=(2/9 - 7/24, 1/3 - 1/4, 4/9 - 1/3, -1/8),   # b - b̂, b̂ = (7/24, 1/4, 1/3, 1/8)
+                               fsal=True, reference="Bogacki & Shampine, Appl. Math. Lett. 2 (1989) 321–325")
 
-class Bosh3Integrator(BaseRungeKuttaIntegrator):
-    "Bogacki–Shampine 3(2) pair (1989), FSAL; adaptive by default."
-    @property
-    def tableau_a(self): return ((0.0,), (1/2, 0.0), (0.0, 3/4, 0.0), (2/9, 1/3, 4/9, 0.0))
-    @property
-    def tableau_b(self): return (2/9, 1/3, 4/9, 0.0)
-    @property
-    def tableau_c(self): return (0.0, 1/2, 3/4, 1.0)
-    @property
-    def error_weights(self): return (2/9 - 7/24, 1/3 - 1/4, 4/9 - 1/3, -1/8)   # b - b̂, b̂ = (7/24, 1/4, 1/3, 1/8)
-    @property
-    def order(self): return 3
-    @property
-    def fsal(self): return True
-
+# %% ../../nbs/10_integrators/00_deterministic.ipynb #5e318c18
 _DOPRI5_B = (35/384, 0.0, 500/1113, 125/192, -2187/6784, 11/84, 0.0)
 _DOPRI5_B_HAT = (5179/57600, 0.0, 7571/16695, 393/640, -92097/339200, 187/2100, 1/40)
 
-class Dopri5Integrator(BaseRungeKuttaIntegrator):
-    "Dormand–Prince 5(4) pair (1980), FSAL, 7 stages; adaptive by default."
-    @property
-    def tableau_a(self):
-        return ((0.0,),
-                (1/5, 0.0),
-                (3/40, 9/40, 0.0),
-                (44/45, -56/15, 32/9, 0.0),
-                (19372/6561, -25360/2187, 64448/6561, -212/729, 0.0),
-                (9017/3168, -355/33, 46732/5247, 49/176, -5103/18656, 0.0),
-                _DOPRI5_B[:6] + (0.0,))
-    @property
-    def tableau_b(self): return _DOPRI5_B
-    @property
-    def tableau_c(self): return (0.0, 1/5, 3/10, 4/5, 8/9, 1.0, 1.0)
-    @property
-    def error_weights(self): return tuple(b - bh for b, bh in zip(_DOPRI5_B, _DOPRI5_B_HAT))
-    @property
-    def order(self): return 5
-    @property
-    def fsal(self): return True
+DOPRI5_TABLEAU = ButcherTableau(
+    a=((0.0,),
+       (1/5, 0.0),
+       (3/40, 9/40, 0.0),
+       (44/45, -56/15, 32/9, 0.0),
+       (19372/6561, -25360/2187, 64448/6561, -212/729, 0.0),
+       (9017/3168, -355/33, 46732/5247, 49/176, -5103/18656, 0.0),
+       _DOPRI5_B[:6] + (0.0,)),
+    b=_DOPRI5_B,
+    c=(0.0, 1/5, 3/10, 4/5, 8/9, 1.0, 1.0),
+    order=5,
+    error_weights=tuple(b - bh for b, bh in zip(_DOPRI5_B, _DOPRI5_B_HAT)),
+    fsal=True,
+    reference="Dormand & Prince, J. Comput. Appl. Math. 6 (1980) 19–26")
 
+# %% ../../nbs/10_integrators/00_deterministic.ipynb #9772e196
 # Prince & Dormand (1981), RK8(7)13M: rows of A (strictly lower part), weights b (order 8), b̂ (order 7), nodes c
 _DOPRI8_A = (
     (),
@@ -172,19 +138,30 @@ _DOPRI8_B_HAT = (13451932/455176623, 0, 0, 0, 0, -808719846/976000145, 175700446
 _DOPRI8_C = (0, 1/18, 1/12, 1/8, 5/16, 3/8, 59/400, 93/200, 5490023248/9719169821, 13/20,
              1201146811/1299019798, 1, 1)
 
+# %% ../../nbs/10_integrators/00_deterministic.ipynb #e392f7d2
+DOPRI8_TABLEAU = ButcherTableau(
+    a=tuple(tuple(float(v) for v in row) + (0.0,) for row in _DOPRI8_A)
+      + (tuple(float(v) for v in _DOPRI8_B) + (0.0,),),                       # stage 14: f at the new point
+    b=tuple(float(v) for v in _DOPRI8_B) + (0.0,),
+    c=tuple(float(v) for v in _DOPRI8_C) + (1.0,),
+    order=8,
+    error_weights=tuple(float(b - bh) for b, bh in zip(_DOPRI8_B, _DOPRI8_B_HAT)) + (0.0,),
+    fsal=True,
+    reference="Prince & Dormand, J. Comput. Appl. Math. 7 (1981) 67–75 (RK8(7)13M), with an appended FSAL stage")
+
+# %% ../../nbs/10_integrators/00_deterministic.ipynb #9895c13b
+class AdaptiveHeunIntegrator(BaseRungeKuttaIntegrator):
+    "Heun's method (order 2) with an embedded Euler step for the error estimate; adaptive by default."
+    tableau = ADAPTIVE_HEUN_TABLEAU
+
+class Bosh3Integrator(BaseRungeKuttaIntegrator):
+    "Bogacki–Shampine 3(2) pair (1989), FSAL; adaptive by default."
+    tableau = BOSH3_TABLEAU
+
+class Dopri5Integrator(BaseRungeKuttaIntegrator):
+    "Dormand–Prince 5(4) pair (1980), FSAL, 7 stages; adaptive by default."
+    tableau = DOPRI5_TABLEAU
+
 class Dopri8Integrator(BaseRungeKuttaIntegrator):
     "Prince–Dormand 8(7) pair RK8(7)13M (1981) with an appended FSAL stage; adaptive by default."
-    @property
-    def tableau_a(self):
-        rows = tuple(tuple(float(v) for v in row) + (0.0,) for row in _DOPRI8_A)
-        return rows + (tuple(float(v) for v in _DOPRI8_B) + (0.0,),)          # stage 14: f at the new point
-    @property
-    def tableau_b(self): return tuple(float(v) for v in _DOPRI8_B) + (0.0,)
-    @property
-    def tableau_c(self): return tuple(float(v) for v in _DOPRI8_C) + (1.0,)
-    @property
-    def error_weights(self): return tuple(float(b - bh) for b, bh in zip(_DOPRI8_B, _DOPRI8_B_HAT)) + (0.0,)
-    @property
-    def order(self): return 8
-    @property
-    def fsal(self): return True
+    tableau = DOPRI8_TABLEAU

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from typing import Callable, Dict, Optional, Union
 
 import torch
+from fastcore.basics import patch
 
 from ..core.base_integrator import BaseSymplecticIntegrator, _axpy, _picard, _set_solver_settings, _step_pair
 from ..core.validation import check_int, check_real
@@ -32,24 +33,6 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
                  dtype: Optional[torch.dtype] = None, # floating dtype of the integrator
                 ):
         super().__init__(device=device, dtype=dtype)
-
-    def _run(self, state, step_size, n_steps: int, mass, drift, safe: bool) -> Dict[str, torch.Tensor]:
-        drift = self._require_drift(drift)
-        x, p = state["x"], state["p"]
-        h = _step_pair(step_size, x)[0]
-        inv_m = _inverse_mass(mass, x)
-        half, move = 0.5 * h, h * inv_m                   # Python floats unless a tensor was given
-        t = self._batch_time(None, x)
-        force = state.get("force")
-        if force is None: force = drift(x, t)
-        if safe: force = self.safe_force(force)
-        for _ in range(n_steps):
-            p = _axpy(p, half, force)                      # half kick
-            x = _axpy(x, move, p)                          # drift
-            force = drift(x, t)
-            if safe: force = self.safe_force(force)
-            p = _axpy(p, half, force)                      # half kick
-        return {"x": x, "p": p, "force": force}
 
     def step(self,
              state: Dict[str, torch.Tensor], # {"x", "p"}, optionally "force" = F(x)
@@ -78,6 +61,26 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
         with torch.inference_mode() if inference_mode else nullcontext():
             return self._run(state, step_size, n_steps, mass, drift, safe)
 
+# %% ../../nbs/10_integrators/02_leapfrog.ipynb #a948af99
+@patch
+def _run(self: LeapfrogIntegrator, state, step_size, n_steps: int, mass, drift, safe: bool) -> Dict[str, torch.Tensor]:
+    drift = self._require_drift(drift)
+    x, p = state["x"], state["p"]
+    h = _step_pair(step_size, x)[0]
+    inv_m = _inverse_mass(mass, x)
+    half, move = 0.5 * h, h * inv_m                   # Python floats unless a tensor was given
+    t = self._batch_time(None, x)
+    force = state.get("force")
+    if force is None: force = drift(x, t)
+    if safe: force = self.safe_force(force)
+    for _ in range(n_steps):
+        p = _axpy(p, half, force)                      # half kick
+        x = _axpy(x, move, p)                          # drift
+        force = drift(x, t)
+        if safe: force = self.safe_force(force)
+        p = _axpy(p, half, force)                      # half kick
+    return {"x": x, "p": p, "force": force}
+
 # %% ../../nbs/10_integrators/02_leapfrog.ipynb #df207965
 class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
     "Generalised leapfrog for non-separable Hamiltonians (Girolami & Calderhead, 2011), implicit parts solved by Picard iteration."
@@ -93,22 +96,6 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
                 ):
         super().__init__(device=device, dtype=dtype)
         _set_solver_settings(self, solver_max_iter, solver_tol, solver_check_every)
-
-    def _run(self, state, step_size, n_steps: int, force, velocity, safe: bool) -> Dict[str, torch.Tensor]:
-        force = self._require_callable(force, 'force', "force=lambda x, p, t: -dH/dx (a callable force(x, p, t))")
-        velocity = self._require_callable(velocity, 'velocity', "velocity=lambda x, p, t: dH/dp (a callable velocity(x, p, t))")
-        x, p = state["x"], state["p"]
-        half = 0.5 * _step_pair(step_size, x)[0]
-        t = self._batch_time(None, x)
-        F = (lambda x_, p_: self.safe_force(force(x_, p_, t))) if safe else (lambda x_, p_: force(x_, p_, t))
-        solver = (self.solver_max_iter, self.solver_tol, self.solver_check_every)
-        for _ in range(n_steps):
-            p_half = _picard(lambda q: _axpy(p, half, F(x, q)), p, *solver)                     # implicit in p
-            v0 = velocity(x, p_half, t)
-            x_new = _picard(lambda y: _axpy(x, half, v0 + velocity(y, p_half, t)), x, *solver)  # implicit in x
-            p = _axpy(p_half, half, F(x_new, p_half))                                           # explicit
-            x = x_new
-        return {"x": x, "p": p}
 
     def step(self,
              state: Dict[str, torch.Tensor], # {"x", "p"}
@@ -136,3 +123,21 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
         n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
         with torch.inference_mode() if inference_mode else nullcontext():
             return self._run(state, step_size, n_steps, force, velocity, safe)
+
+# %% ../../nbs/10_integrators/02_leapfrog.ipynb #cbb04290
+@patch
+def _run(self: GeneralisedLeapfrogIntegrator, state, step_size, n_steps: int, force, velocity, safe: bool) -> Dict[str, torch.Tensor]:
+    force = self._require_callable(force, 'force', "force=lambda x, p, t: -dH/dx (a callable force(x, p, t))")
+    velocity = self._require_callable(velocity, 'velocity', "velocity=lambda x, p, t: dH/dp (a callable velocity(x, p, t))")
+    x, p = state["x"], state["p"]
+    half = 0.5 * _step_pair(step_size, x)[0]
+    t = self._batch_time(None, x)
+    F = (lambda x_, p_: self.safe_force(force(x_, p_, t))) if safe else (lambda x_, p_: force(x_, p_, t))
+    solver = (self.solver_max_iter, self.solver_tol, self.solver_check_every)
+    for _ in range(n_steps):
+        p_half = _picard(lambda q: _axpy(p, half, F(x, q)), p, *solver)                     # implicit in p
+        v0 = velocity(x, p_half, t)
+        x_new = _picard(lambda y: _axpy(x, half, v0 + velocity(y, p_half, t)), x, *solver)  # implicit in x
+        p = _axpy(p_half, half, F(x_new, p_half))                                           # explicit
+        x = x_new
+    return {"x": x, "p": p}

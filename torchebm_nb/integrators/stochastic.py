@@ -5,41 +5,27 @@
 # %% ../../nbs/10_integrators/01_stochastic.ipynb #40d3c233
 from __future__ import annotations
 
-from ..core.base_integrator import BaseSDERungeKuttaIntegrator
+from ..core.base_integrator import BaseSDERungeKuttaIntegrator, ButcherTableau
+from .deterministic import HEUN_TABLEAU
 
 # %% auto #0
-__all__ = ['EulerMaruyamaIntegrator', 'BackwardEulerMaruyamaIntegrator', 'HeunIntegrator']
+__all__ = ['EULER_TABLEAU', 'BACKWARD_EULER_TABLEAU', 'EulerMaruyamaIntegrator', 'BackwardEulerMaruyamaIntegrator',
+           'HeunIntegrator']
 
 # %% ../../nbs/10_integrators/01_stochastic.ipynb #29b60169
+EULER_TABLEAU = ButcherTableau(a=((0.0,),), b=(1.0,), c=(0.0,), order=1,
+                               reference="Euler, Institutionum calculi integralis, 1768; with noise: Maruyama, Rend. Circ. Mat. Palermo 4 (1955) 48–90")
+BACKWARD_EULER_TABLEAU = ButcherTableau(a=((1.0,),), b=(1.0,), c=(1.0,), order=1,
+                                        reference="Kloeden & Platen, Numerical Solution of SDEs, 1992 (drift-implicit Euler)")
+
 class EulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
     "Euler–Maruyama: $x' = x + h f(x, t) + \\sqrt{2Dh}\\,\\xi$."
-    @property
-    def tableau_a(self): return ((0.0,),)
-    @property
-    def tableau_b(self): return (1.0,)
-    @property
-    def tableau_c(self): return (0.0,)
-    @property
-    def order(self): return 1
+    tableau = EULER_TABLEAU
 
 class BackwardEulerMaruyamaIntegrator(BaseSDERungeKuttaIntegrator):
     "Drift-implicit Euler–Maruyama: $x' = x + h f(x', t + h) + \\sqrt{2Dh}\\,\\xi$, the implicit stage solved by Picard iteration."
-    @property
-    def tableau_a(self): return ((1.0,),)
-    @property
-    def tableau_b(self): return (1.0,)
-    @property
-    def tableau_c(self): return (1.0,)
-    @property
-    def order(self): return 1
+    tableau = BACKWARD_EULER_TABLEAU
 
 class HeunIntegrator(BaseSDERungeKuttaIntegrator):
     "Heun's predictor–corrector drift step followed by the additive noise $\\sqrt{2Dh}\\,\\xi$."
-    @property
-    def tableau_a(self): return ((0.0,), (1.0, 0.0))
-    @property
-    def tableau_b(self): return (0.5, 0.5)
-    @property
-    def tableau_c(self): return (0.0, 1.0)
-    @property
-    def order(self): return 2
+    tableau = HEUN_TABLEAU

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Optional, Tuple, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from ..core.validation import check_int, check_real
@@ -29,6 +30,21 @@ _DIT_CONFIGS = {
 }
 _POS_EMBED_KINDS = ('sincos', 'learnable', None)
 
+# %% ../../nbs/50_data_models/15_dit.ipynb #5ba40bcd
+def _check_geometry(input_size, patch_size, pos_embed) -> Tuple[Tuple[int, int], int]:
+    "The input size as (H, W) and the patch size, checked: H and W divisible by p, a known positional embedding."
+    if isinstance(input_size, (tuple, list)):
+        if len(input_size) != 2: raise ValueError(f"input_size must be an int or a pair (H, W); got {input_size!r}")
+        size = tuple(check_int(s, 'input_size') for s in input_size)
+    else:
+        size = (check_int(input_size, 'input_size'),) * 2
+    p = check_int(patch_size, 'patch_size')
+    if size[0] % p or size[1] % p: raise ValueError(f"input_size {size} must be divisible by patch_size={p}")
+    if pos_embed not in _POS_EMBED_KINDS:
+        raise ValueError(f"pos_embed must be 'sincos', 'learnable' or None; got {pos_embed!r}")
+    return size, p
+
+# %% ../../nbs/50_data_models/15_dit.ipynb #4d9df10b
 class DiT(_ConditionalBackbone):
     "Diffusion transformer with adaLN-Zero conditioning: (B, C, H, W) → (B, C_out, H, W), zero at initialisation."
     def __init__(self, *, input_size: Union[int, Tuple[int, int]], # spatial size: n (square) or (H, W), divisible by patch_size
@@ -49,15 +65,7 @@ class DiT(_ConditionalBackbone):
                  head_num_heads: Optional[int] = None, # heads of the head blocks (default num_heads)
                  pos_embed: Optional[str] = 'sincos', # 'sincos' (fixed), 'learnable' or None
                 ):
-        if isinstance(input_size, (tuple, list)):
-            if len(input_size) != 2: raise ValueError(f"input_size must be an int or a pair (H, W); got {input_size!r}")
-            size = tuple(check_int(s, 'input_size') for s in input_size)
-        else:
-            size = (check_int(input_size, 'input_size'),) * 2
-        p = check_int(patch_size, 'patch_size')
-        if size[0] % p or size[1] % p: raise ValueError(f"input_size {size} must be divisible by patch_size={p}")
-        if pos_embed not in _POS_EMBED_KINDS:
-            raise ValueError(f"pos_embed must be 'sincos', 'learnable' or None; got {pos_embed!r}")
+        size, p = _check_geometry(input_size, patch_size, pos_embed)
         embed_dim = check_int(embed_dim, 'embed_dim')
         cond_dim = embed_dim if cond_dim is None else check_int(cond_dim, 'cond_dim')
         super().__init__(cond_dim=cond_dim, num_classes=num_classes, class_dropout_prob=class_dropout_prob,
@@ -72,35 +80,8 @@ class DiT(_ConditionalBackbone):
         self.head_depth = check_int(head_depth, 'head_depth', minimum=0)
         self.head_num_heads = self.num_heads if head_num_heads is None else check_int(head_num_heads, 'head_num_heads')
         self.pos_embed_type = pos_embed
-
-        self.patch_embed = ConvPatchEmbed2d(in_channels=self.in_channels, embed_dim=embed_dim, patch_size=p)
-        n_tokens = self.grid_size[0] * self.grid_size[1]
-        if pos_embed == 'sincos':
-            self.register_buffer('pos_embed', build_2d_sincos_pos_embed(embed_dim, self.grid_size)[None], persistent=False)
-        elif pos_embed == 'learnable':
-            self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, embed_dim))
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        else:
-            self.pos_embed = None
-        block = lambda width, heads: AdaLNZeroBlock(embed_dim=width, num_heads=heads, cond_dim=cond_dim, mlp_ratio=self.mlp_ratio)
-        self.blocks = nn.ModuleList(block(embed_dim, self.num_heads) for _ in range(self.depth))
-        self.head_proj = nn.Linear(embed_dim, self.head_dim) if self.head_dim != embed_dim else None
-        self.head_blocks = nn.ModuleList(block(self.head_dim, self.head_num_heads) for _ in range(self.head_depth))
-        self.head = AdaLNZeroPatchHead(embed_dim=self.head_dim, cond_dim=cond_dim, patch_size=p,
-                                       out_channels=self.out_channels, grid_size=self.grid_size)
+        self._build_layers()
         self._initialize_weights()
-
-    def _initialize_weights(self) -> None:
-        "The reference DiT initialisation (see above); custom embedders keep their own."
-        for module in (self.blocks, self.head_blocks, self.head): module.apply(_xavier_linear_init)
-        if self.head_proj is not None: _xavier_linear_init(self.head_proj)
-        w = self.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.proj.bias)
-        self._init_default_embedder_weights()
-        for block in (*self.blocks, *self.head_blocks):
-            nn.init.zeros_(block.modulation[-1].weight); nn.init.zeros_(block.modulation[-1].bias)
-        for p in (*self.head.modulation[-1].parameters(), *self.head.proj.parameters()): nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor, # input (B, in_channels, H, W) of size input_size
                 t: Optional[torch.Tensor] = None, # times (B,), embedded by t_embedder
@@ -123,6 +104,41 @@ class DiT(_ConditionalBackbone):
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, patch_size={self.patch_size}, in_channels={self.in_channels}, "
                 f"out_channels={self.out_channels}, embed_dim={self.embed_dim}, depth={self.depth}, num_heads={self.num_heads}")
+
+# %% ../../nbs/50_data_models/15_dit.ipynb #c4072b77
+@patch
+def _build_layers(self: DiT) -> None:
+    "The layers of the network, from the stored hyper-parameters."
+    embed_dim, cond_dim, p = self.embed_dim, self.cond_dim, self.patch_size
+    self.patch_embed = ConvPatchEmbed2d(in_channels=self.in_channels, embed_dim=embed_dim, patch_size=p)
+    n_tokens = self.grid_size[0] * self.grid_size[1]
+    if self.pos_embed_type == 'sincos':
+        self.register_buffer('pos_embed', build_2d_sincos_pos_embed(embed_dim, self.grid_size)[None], persistent=False)
+    elif self.pos_embed_type == 'learnable':
+        self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, embed_dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+    else:
+        self.pos_embed = None
+    block = lambda width, heads: AdaLNZeroBlock(embed_dim=width, num_heads=heads, cond_dim=cond_dim, mlp_ratio=self.mlp_ratio)
+    self.blocks = nn.ModuleList(block(embed_dim, self.num_heads) for _ in range(self.depth))
+    self.head_proj = nn.Linear(embed_dim, self.head_dim) if self.head_dim != embed_dim else None
+    self.head_blocks = nn.ModuleList(block(self.head_dim, self.head_num_heads) for _ in range(self.head_depth))
+    self.head = AdaLNZeroPatchHead(embed_dim=self.head_dim, cond_dim=cond_dim, patch_size=p,
+                                   out_channels=self.out_channels, grid_size=self.grid_size)
+
+# %% ../../nbs/50_data_models/15_dit.ipynb #a4394fed
+@patch
+def _initialize_weights(self: DiT) -> None:
+    "The reference DiT initialisation (see above); custom embedders keep their own."
+    for module in (self.blocks, self.head_blocks, self.head): module.apply(_xavier_linear_init)
+    if self.head_proj is not None: _xavier_linear_init(self.head_proj)
+    w = self.patch_embed.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.zeros_(self.patch_embed.proj.bias)
+    self._init_default_embedder_weights()
+    for block in (*self.blocks, *self.head_blocks):
+        nn.init.zeros_(block.modulation[-1].weight); nn.init.zeros_(block.modulation[-1].bias)
+    for p in (*self.head.modulation[-1].parameters(), *self.head.proj.parameters()): nn.init.zeros_(p)
 
 # %% ../../nbs/50_data_models/15_dit.ipynb #8e7a0370
 def _preset(size: str, patch_size: int, kwargs: dict) -> DiT:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from ..core.base_model import BaseModel
@@ -52,26 +53,8 @@ class TimeConditionedMLP(_ConditionalBackbone):
         if activation is not None and (isinstance(activation, nn.Module) or not callable(activation)):
             raise TypeError(f"activation must be a factory returning an nn.Module (e.g. nn.SiLU, not nn.SiLU()); got {activation!r}")
         if conditioning == 'adaln_zero':
-            ratio = 4.0 if mlp_ratio is None else check_real(mlp_ratio, 'mlp_ratio')
-            self.stem = nn.Linear(in_dim, hidden_dim)
-            self.blocks = nn.ModuleList(AdaLNZeroMLPBlock(embed_dim=hidden_dim, cond_dim=cond_dim, mlp_ratio=ratio,
-                                                          act_layer=activation or _tanh_gelu) for _ in range(depth))
-            self.head = AdaLNZeroLinearHead(embed_dim=hidden_dim, cond_dim=cond_dim, out_dim=self.out_dim)
-            self._initialize_weights()
-        else:
-            act, layers, width = activation or nn.SiLU, [], in_dim + cond_dim
-            for _ in range(depth): layers += [nn.Linear(width, hidden_dim), act()]; width = hidden_dim
-            self.net = nn.Sequential(*layers, nn.Linear(hidden_dim, self.out_dim))
-            self._init_default_embedder_weights()
-
-    def _initialize_weights(self) -> None:
-        "DiT's initialisation on the vector stream: Xavier linears, std-0.02 embedders, zero modulations and head."
-        _xavier_linear_init(self.stem)
-        for module in (self.blocks, self.head): module.apply(_xavier_linear_init)
-        self._init_default_embedder_weights()
-        for block in self.blocks:
-            nn.init.zeros_(block.modulation[-1].weight); nn.init.zeros_(block.modulation[-1].bias)
-        for p in (*self.head.modulation[-1].parameters(), *self.head.proj.parameters()): nn.init.zeros_(p)
+            self._build_adaln_zero(4.0 if mlp_ratio is None else check_real(mlp_ratio, 'mlp_ratio'), activation or _tanh_gelu)
+        else: self._build_concat(activation or nn.SiLU)
 
     def forward(self, x: torch.Tensor, # input (B, in_dim)
                 t: Optional[torch.Tensor] = None, # times (B,) (ignored when cond_dim=0)
@@ -95,6 +78,35 @@ class TimeConditionedMLP(_ConditionalBackbone):
     def extra_repr(self) -> str:
         return (f"in_dim={self.in_dim}, out_dim={self.out_dim}, hidden_dim={self.hidden_dim}, depth={self.depth}, "
                 f"conditioning={self.conditioning!r}, cond_dim={self.cond_dim}")
+
+# %% ../../nbs/50_data_models/16_mlp.ipynb #8961e0fc
+@patch
+def _build_adaln_zero(self: TimeConditionedMLP, ratio: float, activation: Callable[[], nn.Module]) -> None:
+    "Stem, `depth` adaLN-Zero blocks and an adaLN-Zero head, initialised so that the output is 0."
+    self.stem = nn.Linear(self.in_dim, self.hidden_dim)
+    self.blocks = nn.ModuleList(AdaLNZeroMLPBlock(embed_dim=self.hidden_dim, cond_dim=self.cond_dim, mlp_ratio=ratio,
+                                                  act_layer=activation) for _ in range(self.depth))
+    self.head = AdaLNZeroLinearHead(embed_dim=self.hidden_dim, cond_dim=self.cond_dim, out_dim=self.out_dim)
+    self._initialize_weights()
+
+@patch
+def _build_concat(self: TimeConditionedMLP, activation: Callable[[], nn.Module]) -> None:
+    "An MLP on [x ‖ c] with `depth` hidden layers."
+    layers, width = [], self.in_dim + self.cond_dim
+    for _ in range(self.depth): layers += [nn.Linear(width, self.hidden_dim), activation()]; width = self.hidden_dim
+    self.net = nn.Sequential(*layers, nn.Linear(self.hidden_dim, self.out_dim))
+    self._init_default_embedder_weights()
+
+# %% ../../nbs/50_data_models/16_mlp.ipynb #91e99ec2
+@patch
+def _initialize_weights(self: TimeConditionedMLP) -> None:
+    "DiT's initialisation on the vector stream: Xavier linears, std-0.02 embedders, zero modulations and head."
+    _xavier_linear_init(self.stem)
+    for module in (self.blocks, self.head): module.apply(_xavier_linear_init)
+    self._init_default_embedder_weights()
+    for block in self.blocks:
+        nn.init.zeros_(block.modulation[-1].weight); nn.init.zeros_(block.modulation[-1].bias)
+    for p in (*self.head.modulation[-1].parameters(), *self.head.proj.parameters()): nn.init.zeros_(p)
 
 # %% ../../nbs/50_data_models/16_mlp.ipynb #9209d5e2
 class MLPEnergy(BaseModel):

@@ -76,6 +76,7 @@ def all_gather_cat(x: torch.Tensor, # this rank's tensor (same shape on every ra
     dist.all_gather(parts, x, group=group)
     return torch.cat(parts, dim=dim).to(device)
 
+# %% ../../nbs/70_utils/03_distributed.ipynb #d2367341
 def broadcast_object(obj: Any, # a picklable object (significant on rank `src` only)
                      src: int = 0, # the source rank
                      group: Optional['dist.ProcessGroup'] = None, # process group (None: the default group)
@@ -87,6 +88,7 @@ def broadcast_object(obj: Any, # a picklable object (significant on rank `src` o
     dist.broadcast_object_list(holder, src=src, group=group)
     return holder[0]
 
+# %% ../../nbs/70_utils/03_distributed.ipynb #ed915f24
 def broadcast_tensor(t: torch.Tensor, # tensor of the same shape and dtype on every rank (values significant on `src`)
                      src: int = 0, # the source rank
                      group: Optional['dist.ProcessGroup'] = None, # process group (None: the default group)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, List, Literal, Tuple, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from ..core.validation import check_bool, check_real, is_real
@@ -105,65 +106,6 @@ class EMA(nn.Module):
         requires_grad(self.module, False)
         self._bind(model)
 
-    def _bind(self, model: nn.Module) -> None:
-        "Pair the average's tensors with `model`'s (checking the structure) and remember the model."
-        averages, live = list(self.module.named_parameters()), list(model.named_parameters())
-        avg_buffers, live_buffers = list(self.module.buffers()), list(model.buffers())
-        if len(averages) != len(live) or len(avg_buffers) != len(live_buffers):
-            raise ValueError(f"model does not match the averaged module: {len(live)} parameters and "
-                             f"{len(live_buffers)} buffers, expected {len(averages)} and {len(avg_buffers)}")
-        for (name, a), (_, p) in zip(averages, live):
-            if a.shape != p.shape:
-                raise ValueError(f"parameter {name!r} has shape {tuple(p.shape)} in model but "
-                                 f"{tuple(a.shape)} in the average")
-        self._pairs = ([a for _, a in averages], [p for _, p in live], avg_buffers, live_buffers)
-        self._source = weakref.ref(model)
-
-    def _current_decay(self) -> float:
-        "The decay d_k used by the next update."
-        if self.decay_schedule == 'constant': return self.decay
-        if self.decay_schedule == 'warmup': return min(self.decay, (1 + self.step) / (10 + self.step))
-        d = self.decay_schedule(self.step)
-        if not is_real(d) or not 0.0 <= float(d) <= 1.0:
-            raise ValueError(f"decay_schedule({self.step}) must return a number in [0, 1]; got {d!r}")
-        return float(d)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, # the live model (same structure as the average)
-              ) -> None:
-        "Blend the averaged parameters towards `model`'s and copy its buffers; advances the step count."
-        model = _unwrap_parallel(_check_module(model, 'model'))
-        if self._source() is not model: self._bind(model)
-        averages, live, avg_buffers, live_buffers = self._pairs
-        _lerp_(averages, live, 1.0 - self._current_decay())
-        _copy_tensors_(avg_buffers, live_buffers)
-        self.step += 1
-
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module, # a structurally identical module to overwrite
-               ) -> None:
-        "Write the averaged parameters and buffers into `model` (its `requires_grad` flags are untouched)."
-        model = _unwrap_parallel(_check_module(model, 'model'))
-        targets, sources = list(model.parameters()), list(self.module.parameters())
-        target_buffers, source_buffers = list(model.buffers()), list(self.module.buffers())
-        if len(targets) != len(sources) or len(target_buffers) != len(source_buffers) or \
-                any(t.shape != s.shape for t, s in zip(targets, sources)):
-            raise ValueError("model does not match the averaged module (parameter count, buffer count or shapes differ)")
-        _copy_tensors_(targets + target_buffers, sources + source_buffers)
-
-    @contextmanager
-    def average_parameters(self, model: nn.Module, # the live model to run under the averaged weights
-                          ) -> Iterator[nn.Module]:
-        "Context manager: `model` holds the averaged weights inside the block and its own weights again after it."
-        model = _unwrap_parallel(_check_module(model, 'model'))
-        tensors = list(model.parameters()) + list(model.buffers())
-        backup = [t.detach().clone() for t in tensors]
-        self.copy_to(model)
-        try:
-            yield model
-        finally:
-            with torch.no_grad(): _copy_tensors_(tensors, backup)
-
     def forward(self, *args, **kwargs):
         "Call the averaged module."
         return self.module(*args, **kwargs)
@@ -186,3 +128,70 @@ class EMA(nn.Module):
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, decay_schedule={self.decay_schedule!r}, step={self.step}"
+
+# %% ../../nbs/70_utils/00_ema.ipynb #1504c514
+@patch
+def _bind(self: EMA, model: nn.Module) -> None:
+    "Pair the average's tensors with `model`'s (checking the structure) and remember the model."
+    averages, live = list(self.module.named_parameters()), list(model.named_parameters())
+    avg_buffers, live_buffers = list(self.module.buffers()), list(model.buffers())
+    if len(averages) != len(live) or len(avg_buffers) != len(live_buffers):
+        raise ValueError(f"model does not match the averaged module: {len(live)} parameters and "
+                         f"{len(live_buffers)} buffers, expected {len(averages)} and {len(avg_buffers)}")
+    for (name, a), (_, p) in zip(averages, live):
+        if a.shape != p.shape:
+            raise ValueError(f"parameter {name!r} has shape {tuple(p.shape)} in model but "
+                             f"{tuple(a.shape)} in the average")
+    self._pairs = ([a for _, a in averages], [p for _, p in live], avg_buffers, live_buffers)
+    self._source = weakref.ref(model)
+
+@patch
+def _current_decay(self: EMA) -> float:
+    "The decay d_k used by the next update."
+    if self.decay_schedule == 'constant': return self.decay
+    if self.decay_schedule == 'warmup': return min(self.decay, (1 + self.step) / (10 + self.step))
+    d = self.decay_schedule(self.step)
+    if not is_real(d) or not 0.0 <= float(d) <= 1.0:
+        raise ValueError(f"decay_schedule({self.step}) must return a number in [0, 1]; got {d!r}")
+    return float(d)
+
+# %% ../../nbs/70_utils/00_ema.ipynb #8088958a
+@patch
+@torch.no_grad()
+def update(self: EMA, model: nn.Module, # the live model (same structure as the average)
+          ) -> None:
+    "Blend the averaged parameters towards `model`'s and copy its buffers; advances the step count."
+    model = _unwrap_parallel(_check_module(model, 'model'))
+    if self._source() is not model: self._bind(model)
+    averages, live, avg_buffers, live_buffers = self._pairs
+    _lerp_(averages, live, 1.0 - self._current_decay())
+    _copy_tensors_(avg_buffers, live_buffers)
+    self.step += 1
+
+# %% ../../nbs/70_utils/00_ema.ipynb #a93feb81
+@patch
+@torch.no_grad()
+def copy_to(self: EMA, model: nn.Module, # a structurally identical module to overwrite
+           ) -> None:
+    "Write the averaged parameters and buffers into `model` (its `requires_grad` flags are untouched)."
+    model = _unwrap_parallel(_check_module(model, 'model'))
+    targets, sources = list(model.parameters()), list(self.module.parameters())
+    target_buffers, source_buffers = list(model.buffers()), list(self.module.buffers())
+    if len(targets) != len(sources) or len(target_buffers) != len(source_buffers) or \
+            any(t.shape != s.shape for t, s in zip(targets, sources)):
+        raise ValueError("model does not match the averaged module (parameter count, buffer count or shapes differ)")
+    _copy_tensors_(targets + target_buffers, sources + source_buffers)
+
+@patch
+@contextmanager
+def average_parameters(self: EMA, model: nn.Module, # the live model to run under the averaged weights
+                      ) -> Iterator[nn.Module]:
+    "Context manager: `model` holds the averaged weights inside the block and its own weights again after it."
+    model = _unwrap_parallel(_check_module(model, 'model'))
+    tensors = list(model.parameters()) + list(model.buffers())
+    backup = [t.detach().clone() for t in tensors]
+    self.copy_to(model)
+    try:
+        yield model
+    finally:
+        with torch.no_grad(): _copy_tensors_(tensors, backup)

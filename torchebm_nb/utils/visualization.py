@@ -43,6 +43,7 @@ def _check_limits(value, name: str) -> Tuple[float, float]:
     if not low < high: raise ValueError(f"{name} must satisfy low < high; got {value!r}")
     return low, high
 
+# %% ../../nbs/70_utils/06_visualization.ipynb #c0db7b1c
 def _model_placement(model) -> Tuple[torch.device, torch.dtype]:
     "Where and in which dtype to evaluate a model: its `device`/`dtype`, else its first parameter's, else CPU float32."
     device, dtype = getattr(model, 'device', None), getattr(model, 'dtype', None)
@@ -76,6 +77,7 @@ def _energy_gradient(model, points: torch.Tensor) -> torch.Tensor:
         (grad,) = torch.autograd.grad(model(x).sum(), x)
     return grad.detach()
 
+# %% ../../nbs/70_utils/06_visualization.ipynb #70284363
 def _select_components(n_components: int, dims, name: str = 'dims') -> list:
     "Validate component indices (default: the first four)."
     if dims is None: return list(range(min(n_components, 4)))
@@ -140,19 +142,24 @@ def plot_energy_landscape(model: Callable, # energy: (P, 2) points -> (P,) energ
         filled = ax.contourf(X, Y, values, levels=levels, cmap=cmap)
         ax.contour(X, Y, values, levels=levels, colors='k', linewidths=0.3, alpha=0.4)
         ax.figure.colorbar(filled, ax=ax, label=label)
-        if gradient_field:
-            m = min(n, 20)
-            qx, qy = torch.meshgrid(torch.linspace(x0, x1, m, dtype=dtype, device=device),
-                                    torch.linspace(y0, y1, m, dtype=dtype, device=device), indexing='xy')
-            points = torch.stack([qx.reshape(-1), qy.reshape(-1)], -1)
-            field = -_to_numpy(_energy_gradient(model, points), 'gradient')
-            norm = np.linalg.norm(field, axis=-1, keepdims=True)
-            direction = field / np.where(norm > 0, norm, 1.0)
-            ax.quiver(_to_numpy(points[:, 0], 'x'), _to_numpy(points[:, 1], 'y'), direction[:, 0], direction[:, 1],
-                      np.log10(norm[:, 0] + 1e-12), cmap='autumn', angles='xy', pivot='mid', width=0.004)
+        if gradient_field: _draw_gradient_field(ax, model, (x0, x1), (y0, y1), min(n, 20), dtype, device)
         ax.set_aspect('auto')
     ax.set_xlabel('$x_1$'); ax.set_ylabel('$x_2$')
     return ax.figure
+
+# %% ../../nbs/70_utils/06_visualization.ipynb #2b5a7a98
+def _draw_gradient_field(ax, model, xlim: Tuple[float, float], ylim: Tuple[float, float], m: int,
+                         dtype: torch.dtype, device: torch.device) -> None:
+    "Unit arrows along −∇E on an m × m grid over `xlim` × `ylim`, coloured by log10 |∇E|."
+    (x0, x1), (y0, y1) = xlim, ylim
+    qx, qy = torch.meshgrid(torch.linspace(x0, x1, m, dtype=dtype, device=device),
+                            torch.linspace(y0, y1, m, dtype=dtype, device=device), indexing='xy')
+    points = torch.stack([qx.reshape(-1), qy.reshape(-1)], -1)
+    field = -_to_numpy(_energy_gradient(model, points), 'gradient')
+    norm = np.linalg.norm(field, axis=-1, keepdims=True)
+    direction = field / np.where(norm > 0, norm, 1.0)
+    ax.quiver(_to_numpy(points[:, 0], 'x'), _to_numpy(points[:, 1], 'y'), direction[:, 0], direction[:, 1],
+              np.log10(norm[:, 0] + 1e-12), cmap='autumn', angles='xy', pivot='mid', width=0.004)
 
 # %% ../../nbs/70_utils/06_visualization.ipynb #fede6037
 def plot_samples(samples, # (B, D) with D ≥ 2 (first two coordinates scattered), or (B,) / (B, 1) (histogram)
@@ -181,6 +188,7 @@ def plot_samples(samples, # (B, D) with D ≥ 2 (first two coordinates scattered
     if data is not None: ax.legend(fontsize=7, markerscale=3)
     return ax.figure
 
+# %% ../../nbs/70_utils/06_visualization.ipynb #f0980896
 def plot_trajectories(trajectory, # (B, T, 2) chain paths (a sampler's `return_trajectory=True`), or one path (T, 2)
                       model: Optional[Callable] = None, # energy drawn underneath (contours of log(1 + E − min E) over the paths' extent)
                       ax=None, # Axes to draw into; None: a new figure
@@ -233,6 +241,7 @@ def plot_trace(chains, # (C, N, *S) chains, or one chain (N,)
     axes[-1].set_xlabel('draw')
     return fig
 
+# %% ../../nbs/70_utils/06_visualization.ipynb #2cd75c34
 def plot_autocorrelation(chains, # (C, N, *S) chains, or one chain (N,)
                          max_lag: int = 50, # largest lag shown (capped at N − 1)
                          ax=None, # Axes to draw into; None: a new figure

@@ -8,6 +8,7 @@ import math
 from typing import Callable, Optional
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from ...core.validation import check_int, check_real
@@ -80,25 +81,6 @@ class LabelEmbedder(nn.Module):
         self.null_label_id: Optional[int] = self.num_classes if use_null else None
         self.embedding = nn.Embedding(self.num_classes + int(use_null), self.out_dim)
 
-    def maybe_drop_labels(self, labels: torch.Tensor, # integer labels (B,)
-                          *, force_drop_mask: Optional[torch.Tensor] = None, # bool (B,): rows to drop; None: drop at random
-                         ) -> torch.Tensor: # labels with dropped rows set to `num_classes`
-        "Replace labels by the null label: the rows of `force_drop_mask`, else each with probability `dropout_prob`."
-        if self.null_label_id is None:
-            if force_drop_mask is not None:
-                raise ValueError("force_drop_mask needs the null token; construct the LabelEmbedder with "
-                                 "dropout_prob > 0 or null_token=True")
-            return labels
-        if force_drop_mask is None:
-            if self.dropout_prob <= 0: return labels
-            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
-        else:
-            if not torch.is_tensor(force_drop_mask) or force_drop_mask.shape != labels.shape[:1]:
-                raise ValueError(f"force_drop_mask must be a tensor of shape ({labels.shape[0]},); got "
-                                 f"{tuple(getattr(force_drop_mask, 'shape', ())) or type(force_drop_mask).__name__}")
-            drop = force_drop_mask.to(device=labels.device, dtype=torch.bool)
-        return torch.where(drop, torch.full_like(labels, self.null_label_id), labels)
-
     def forward(self, labels: torch.Tensor, # integer labels (B,) in [0, num_classes] (num_classes is the null label)
                 *, training: bool, # apply the random label dropout
                 force_drop_mask: Optional[torch.Tensor] = None, # bool (B,): rows to replace by the null label
@@ -114,6 +96,27 @@ class LabelEmbedder(nn.Module):
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, out_dim={self.out_dim}, dropout_prob={self.dropout_prob}, null_token={self.null_label_id is not None}"
 
+# %% ../../../nbs/50_data_models/10_components_embeddings.ipynb #182e1832
+@patch
+def maybe_drop_labels(self: LabelEmbedder, labels: torch.Tensor, # integer labels (B,)
+                      *, force_drop_mask: Optional[torch.Tensor] = None, # bool (B,): rows to drop; None: drop at random
+                     ) -> torch.Tensor: # labels with dropped rows set to `num_classes`
+    "Replace labels by the null label: the rows of `force_drop_mask`, else each with probability `dropout_prob`."
+    if self.null_label_id is None:
+        if force_drop_mask is not None:
+            raise ValueError("force_drop_mask needs the null token; construct the LabelEmbedder with "
+                             "dropout_prob > 0 or null_token=True")
+        return labels
+    if force_drop_mask is None:
+        if self.dropout_prob <= 0: return labels
+        drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
+    else:
+        if not torch.is_tensor(force_drop_mask) or force_drop_mask.shape != labels.shape[:1]:
+            raise ValueError(f"force_drop_mask must be a tensor of shape ({labels.shape[0]},); got "
+                             f"{tuple(getattr(force_drop_mask, 'shape', ())) or type(force_drop_mask).__name__}")
+        drop = force_drop_mask.to(device=labels.device, dtype=torch.bool)
+    return torch.where(drop, torch.full_like(labels, self.null_label_id), labels)
+
 # %% ../../../nbs/50_data_models/10_components_embeddings.ipynb #80b82175
 def _xavier_linear_init(module: nn.Module) -> None:
     "Xavier-uniform weight and zero bias for an nn.Linear (the reference DiT initialisation); other modules untouched."
@@ -121,6 +124,7 @@ def _xavier_linear_init(module: nn.Module) -> None:
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None: nn.init.zeros_(module.bias)
 
+# %% ../../../nbs/50_data_models/10_components_embeddings.ipynb #47503eaf
 class _ConditionalBackbone(nn.Module):
     "Base of the backbones conditioned on the sum of the embeddings of t, y and a ready-made vector cond."
     def __init__(self, *, cond_dim: int, # width of the conditioning vector (0: unconditional, no embedders)
@@ -155,41 +159,46 @@ class _ConditionalBackbone(nn.Module):
             y_embedder = LabelEmbedder(num_classes, self.cond_dim, dropout_prob=class_dropout_prob, null_token=True)
         self.t_embedder, self.y_embedder = t_embedder, y_embedder
 
-    def _check_width(self, emb: torch.Tensor, name: str) -> torch.Tensor:
-        if not torch.is_tensor(emb) or emb.ndim != 2 or emb.shape[-1] != self.cond_dim:
-            got = tuple(emb.shape) if torch.is_tensor(emb) else type(emb).__name__
-            raise ValueError(f"{name} must have shape (B, cond_dim={self.cond_dim}); got {got}")
-        return emb
+# %% ../../../nbs/50_data_models/10_components_embeddings.ipynb #d25eeafd
+@patch
+def _check_width(self: _ConditionalBackbone, emb: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.is_tensor(emb) or emb.ndim != 2 or emb.shape[-1] != self.cond_dim:
+        got = tuple(emb.shape) if torch.is_tensor(emb) else type(emb).__name__
+        raise ValueError(f"{name} must have shape (B, cond_dim={self.cond_dim}); got {got}")
+    return emb
 
-    def _condition(self, t: Optional[torch.Tensor], y: Optional[torch.Tensor], cond: Optional[torch.Tensor],
-                   batch: Optional[int] = None) -> torch.Tensor:
-        "The conditioning vector c = e_t(t) + e_y(y) + cond, shape (B, cond_dim)."
-        parts = []
-        if t is not None: parts.append(self._check_width(self.t_embedder(t), 't_embedder(t)'))
-        if y is not None:
-            if self.y_embedder is None:
-                raise ValueError(f"y was given but this {type(self).__name__} has no label embedder; construct it "
-                                 "with num_classes= or y_embedder=")
-            emb = (self.y_embedder(y, training=self.training) if isinstance(self.y_embedder, LabelEmbedder)
-                   else self.y_embedder(y))
-            parts.append(self._check_width(emb, 'y_embedder(y)'))
-        if cond is not None:
-            if not torch.is_tensor(cond) or cond.ndim != 2 or cond.shape[-1] != self.cond_dim:
-                got = tuple(cond.shape) if torch.is_tensor(cond) else type(cond).__name__
-                raise ValueError(f"cond must have shape (B, cond_dim={self.cond_dim}); got {got}")
-            parts.append(cond)
-        if not parts:
-            raise ValueError(f"{type(self).__name__}.forward needs a condition: at least one of t, y or cond")
-        c = parts[0]
-        for p in parts[1:]: c = c + p
-        if batch is not None and c.shape[0] not in (1, batch):
-            raise ValueError(f"the condition has batch size {c.shape[0]} but x has {batch}")
-        return c
+@patch
+def _condition(self: _ConditionalBackbone, t: Optional[torch.Tensor], y: Optional[torch.Tensor], cond: Optional[torch.Tensor],
+               batch: Optional[int] = None) -> torch.Tensor:
+    "The conditioning vector c = e_t(t) + e_y(y) + cond, shape (B, cond_dim)."
+    parts = []
+    if t is not None: parts.append(self._check_width(self.t_embedder(t), 't_embedder(t)'))
+    if y is not None:
+        if self.y_embedder is None:
+            raise ValueError(f"y was given but this {type(self).__name__} has no label embedder; construct it "
+                             "with num_classes= or y_embedder=")
+        emb = (self.y_embedder(y, training=self.training) if isinstance(self.y_embedder, LabelEmbedder)
+               else self.y_embedder(y))
+        parts.append(self._check_width(emb, 'y_embedder(y)'))
+    if cond is not None:
+        if not torch.is_tensor(cond) or cond.ndim != 2 or cond.shape[-1] != self.cond_dim:
+            got = tuple(cond.shape) if torch.is_tensor(cond) else type(cond).__name__
+            raise ValueError(f"cond must have shape (B, cond_dim={self.cond_dim}); got {got}")
+        parts.append(cond)
+    if not parts:
+        raise ValueError(f"{type(self).__name__}.forward needs a condition: at least one of t, y or cond")
+    c = parts[0]
+    for p in parts[1:]: c = c + p
+    if batch is not None and c.shape[0] not in (1, batch):
+        raise ValueError(f"the condition has batch size {c.shape[0]} but x has {batch}")
+    return c
 
-    def _init_default_embedder_weights(self) -> None:
-        "Reference DiT initialisation of the default embedders (custom embedders are left alone)."
-        if self._default_t_embedder:
-            self.t_embedder.apply(_xavier_linear_init)
-            nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-            nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        if self._default_y_embedder: nn.init.normal_(self.y_embedder.embedding.weight, std=0.02)
+# %% ../../../nbs/50_data_models/10_components_embeddings.ipynb #0e38f3a8
+@patch
+def _init_default_embedder_weights(self: _ConditionalBackbone) -> None:
+    "Reference DiT initialisation of the default embedders (custom embedders are left alone)."
+    if self._default_t_embedder:
+        self.t_embedder.apply(_xavier_linear_init)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+    if self._default_y_embedder: nn.init.normal_(self.y_embedder.embedding.weight, std=0.02)

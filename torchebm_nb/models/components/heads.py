@@ -52,6 +52,7 @@ class AdaLNZeroPatchHead(nn.Module):
         patches = self.proj(modulate(self.norm(tokens), shift, scale))
         return unpatchify2d(patches, self.patch_size, out_channels=self.out_channels, grid_size=self.grid_size)
 
+# %% ../../../nbs/50_data_models/14_components_heads.ipynb #0d058f2f
 class AdaLNZeroLinearHead(nn.Module):
     "Modulated LayerNorm + linear projection, zero at initialisation: (B, D), (B, cond_dim) → (B, out_dim)."
     def __init__(self, *, embed_dim: int, # D

@@ -87,6 +87,7 @@ def _check_cond(cond: torch.Tensor, cond_dim: int, owner: str) -> None:
         raise ValueError(f"{owner}: cond must have shape (B, cond_dim={cond_dim}); got "
                          f"{tuple(getattr(cond, 'shape', ())) or type(cond).__name__}")
 
+# %% ../../../nbs/50_data_models/13_components_transformer.ipynb #5a8cc274
 class AdaLNZeroBlock(nn.Module):
     "DiT transformer block with adaLN-Zero conditioning; the identity at initialisation: (B, N, D), (B, cond_dim) → (B, N, D)."
     def __init__(self, *, embed_dim: int, # D
