@@ -1,13 +1,17 @@
 """Compile CUDA source with NVRTC through ctypes: the compiler CuPy uses at run time, which needs no GPU.
 
 Finds libnvrtc from $TORCHEBM_NB_NVRTC (a path to the library), an installed `nvidia-cuda-nvrtc` wheel, or the
-system library path. `compile_ptx` returns the PTX text or raises RuntimeError with NVRTC's log.
+system library path. `compile_ptx` returns the PTX text or raises RuntimeError with NVRTC's log. `sm90_ptx` compiles
+with CuPy's options for sm_90, by NVRTC when it is found and otherwise by nvcc when that is on PATH.
 """
 import ctypes
 import ctypes.util
 import glob
 import importlib.util
 import os
+import shutil
+import subprocess
+import tempfile
 from typing import Optional, Sequence
 
 
@@ -51,3 +55,19 @@ def compile_ptx(source: str, options: Sequence[str] = (), arch: str = 'compute_9
         return ptx.value.decode()
     finally:
         nvrtc.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+NVCC = shutil.which('nvcc')
+
+
+def sm90_ptx(source: str, options: Sequence[str]) -> str:
+    "PTX for sm_90 with `options` and the `-ftz=true` CuPy appends: NVRTC when libnvrtc is found, else nvcc."
+    if find_nvrtc() is not None: return compile_ptx(source, (*options, '-ftz=true'))
+    if NVCC is None: raise FileNotFoundError('neither libnvrtc nor nvcc is available')
+    opts = [o.replace('--std=', '-std=').replace('--fmad=', '-fmad=') for o in options]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, 'kernels.cu'), os.path.join(tmp, 'kernels.ptx')
+        with open(src, 'w') as f: f.write(source)
+        done = subprocess.run([NVCC, '-arch=sm_90', '-ptx', *opts, '-ftz=true', src, '-o', out], capture_output=True, text=True)
+        if done.returncode: raise RuntimeError(f'nvcc failed:\n{done.stderr[-3000:]}')
+        with open(out) as f: return f.read()

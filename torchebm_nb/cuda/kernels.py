@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from ..core.base_model import (AckleyModel, DoubleWellModel, GaussianModel, HarmonicModel, RastriginModel,
                                RosenbrockModel)
@@ -22,7 +23,9 @@ from .philox import PHILOX_CUDA_SOURCE, philox_counters
 from .runtime import current_stream, get_cupy, kernels_available
 
 # %% auto #0
-__all__ = ['ENERGY_IDS', 'SEPARABLE_ENERGIES', 'ENERGY_CUDA_SOURCE', 'KERNEL_CUDA_SOURCE', 'NVRTC_OPTIONS', 'KERNEL_NAMES',
+__all__ = ['ENERGY_IDS', 'SEPARABLE_ENERGIES', 'SEPARABLE_ENERGY_SOURCE', 'CHAIN_ENERGY_SOURCE', 'DEVICE_HELPERS_SOURCE',
+           'FUSED_LANGEVIN_SOURCE', 'SEPARABLE_LANGEVIN_SOURCE', 'WHOLE_CHAIN_LANGEVIN_SOURCE',
+           'WHOLE_CHAIN_HMC_SOURCE', 'NVRTC_OPTIONS', 'KERNEL_NAMES', 'ENERGY_CUDA_SOURCE', 'KERNEL_CUDA_SOURCE',
            'MAX_CHAIN_DIM', 'kernel_source', 'CupyBackend', 'kernel_backend', 'kernel_fallback_warning', 'use_backend',
            'FusedLangevinUpdate', 'langevin_update_', 'EnergyPlan', 'chain_dim_limit', 'analytic_energy_plan',
            'WholeChainLangevin', 'langevin_chain_', 'WholeChainHMC', 'hmc_chain_']
@@ -32,10 +35,8 @@ ENERGY_IDS = {'double_well': 1, 'harmonic': 2, 'gaussian_diag': 3, 'gaussian_ful
               'rastrigin': 5, 'ackley': 6, 'rosenbrock': 7}
 SEPARABLE_ENERGIES = frozenset({'double_well', 'harmonic', 'gaussian_diag', 'rastrigin'})
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #07b447c4
-ENERGY_CUDA_SOURCE = r'''
-#define TEBM_INT_MAX 2147483647
-#define TEBM_TINY 1.17549435e-38f
+# %% ../../nbs/60_cuda/03_kernels.ipynb #596095d3
+SEPARABLE_ENERGY_SOURCE = r'''
 // ---- separable energies: one coordinate at a time (d = coordinate index, dim = D) ----
 __device__ __forceinline__ float tebm_grad1(float x, int d, int dim, const float* __restrict__ prm) {
 #if TEBM_ENERGY == 1      /* double well: (-4hb^2 + 4h x x) x */
@@ -76,7 +77,11 @@ __device__ __forceinline__ float tebm_energy_total1(float sum, const float* __re
     return sum;
 #endif
 }
-#ifdef TEBM_D
+'''
+
+# %% ../../nbs/60_cuda/03_kernels.ipynb #e6d0c7fd
+CHAIN_ENERGY_SOURCE = r'''
+#define TEBM_TINY 1.17549435e-38f
 // Ackley's two means: r = sqrt(mean x_d^2) and mean cos(c x_d)
 __device__ __forceinline__ void tebm_ackley_means(const float* x, const float* __restrict__ prm, float* r, float* mean_cos) {
     float sq = 0.0f, cs = 0.0f;
@@ -158,11 +163,11 @@ __device__ __forceinline__ float tebm_energy(const float* x, const float* __rest
     return 0.0f;
 #endif
 }
-#endif
 '''
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #86863bb8
-KERNEL_CUDA_SOURCE = r'''
+# %% ../../nbs/60_cuda/03_kernels.ipynb #3dc97e9a
+DEVICE_HELPERS_SOURCE = r'''
+#define TEBM_INT_MAX 2147483647
 __device__ __forceinline__ float4 tebm_normal4(unsigned long long seed, unsigned long long counter,
                                                const float* __restrict__ noise, long long e0, long long n) {
 #if TEBM_EXTERNAL_NOISE
@@ -186,11 +191,10 @@ __device__ __forceinline__ float tebm_clamp(float v, float lo, float hi) {   // 
 __device__ __forceinline__ float tebm_safe_force(float f, float max_force) {   // nan_to_num(nan=0) then clamp
     return isnan(f) ? 0.0f : fminf(fmaxf(f, -max_force), max_force);
 }
+'''
 
-#ifndef TEBM_ONLY
-#define TEBM_ONLY 0
-#endif
-#if TEBM_ONLY == 0 || TEBM_ONLY == 1
+# %% ../../nbs/60_cuda/03_kernels.ipynb #8a8f8c4f
+FUSED_LANGEVIN_SOURCE = r'''
 // (1) x <- x - h g + c xi (+ clamp), in place; four elements (one Philox counter) per thread.
 extern "C" __global__ void tebm_langevin_update(float* __restrict__ x, const float* __restrict__ g, long long n,
         float h, float c, const long long* __restrict__ seed_ptr, unsigned long long counter,
@@ -218,9 +222,10 @@ extern "C" __global__ void tebm_langevin_update(float* __restrict__ x, const flo
         }
     }
 }
+'''
 
-#endif
-#if TEBM_ONLY == 0 || TEBM_ONLY == 2
+# %% ../../nbs/60_cuda/03_kernels.ipynb #8ab9b0db
+SEPARABLE_LANGEVIN_SOURCE = r'''
 // (2a) whole-chain Langevin, separable energy: every coordinate evolves on its own; four per thread.
 extern "C" __global__ void tebm_langevin_separable(float* __restrict__ x, long long n, int dim,
         const float* __restrict__ prm, const float* __restrict__ hs, const float* __restrict__ cs, int n_steps,
@@ -255,9 +260,10 @@ extern "C" __global__ void tebm_langevin_separable(float* __restrict__ x, long l
         }
     }
 }
+'''
 
-#endif
-#if defined(TEBM_D) && (TEBM_ONLY == 0 || TEBM_ONLY == 3)
+# %% ../../nbs/60_cuda/03_kernels.ipynb #048dc92d
+WHOLE_CHAIN_LANGEVIN_SOURCE = r'''
 // (2b) whole-chain Langevin, any analytic energy: one chain per thread, its D coordinates in registers.
 extern "C" __global__ void tebm_langevin_chain(float* __restrict__ x, int n_chains, const float* __restrict__ prm,
         const float* __restrict__ hs, const float* __restrict__ cs, int n_steps,
@@ -295,9 +301,10 @@ extern "C" __global__ void tebm_langevin_chain(float* __restrict__ x, int n_chai
         if (bad != TEBM_INT_MAX) atomicMin(first_bad + b, bad);
     }
 }
+'''
 
-#endif
-#if defined(TEBM_D) && (TEBM_ONLY == 0 || TEBM_ONLY == 4)
+# %% ../../nbs/60_cuda/03_kernels.ipynb #76e332f5
+WHOLE_CHAIN_HMC_SOURCE = r'''
 // (3) whole-chain HMC: momentum draw, L leapfrog steps, Metropolis test; one chain per thread.
 // mass_mode 0: m = 1; 1: scalar m (sqrt_m, inv_m scalars); 2: per-dimension m (mass = [sqrt(m) | m | 1/m], 3D floats)
 extern "C" __global__ void tebm_hmc_chain(float* __restrict__ x, int n_chains, const float* __restrict__ prm,
@@ -389,7 +396,6 @@ extern "C" __global__ void tebm_hmc_chain(float* __restrict__ x, int n_chains, c
         if (bad != TEBM_INT_MAX) atomicMin(first_bad + b, bad);
     }
 }
-#endif
 '''
 
 # %% ../../nbs/60_cuda/03_kernels.ipynb #73291825
@@ -397,21 +403,43 @@ NVRTC_OPTIONS = ('--std=c++17', '--fmad=false')
 
 KERNEL_NAMES = ('tebm_langevin_update', 'tebm_langevin_separable', 'tebm_langevin_chain', 'tebm_hmc_chain')
 
+_KERNEL_PARTS = {   # the strings each kernel needs after Philox, in the order they must appear
+    'tebm_langevin_update': (DEVICE_HELPERS_SOURCE, FUSED_LANGEVIN_SOURCE),
+    'tebm_langevin_separable': (SEPARABLE_ENERGY_SOURCE, DEVICE_HELPERS_SOURCE, SEPARABLE_LANGEVIN_SOURCE),
+    'tebm_langevin_chain': (SEPARABLE_ENERGY_SOURCE, CHAIN_ENERGY_SOURCE, DEVICE_HELPERS_SOURCE, WHOLE_CHAIN_LANGEVIN_SOURCE),
+    'tebm_hmc_chain': (SEPARABLE_ENERGY_SOURCE, CHAIN_ENERGY_SOURCE, DEVICE_HELPERS_SOURCE, WHOLE_CHAIN_HMC_SOURCE),
+}
+_PART_ORDER = (SEPARABLE_ENERGY_SOURCE, CHAIN_ENERGY_SOURCE, DEVICE_HELPERS_SOURCE, FUSED_LANGEVIN_SOURCE,
+               SEPARABLE_LANGEVIN_SOURCE, WHOLE_CHAIN_LANGEVIN_SOURCE, WHOLE_CHAIN_HMC_SOURCE)
+
+def _needs_dim(kernel: str) -> bool:
+    "The kernels that keep a chain in registers (they use the whole-chain energies) need `TEBM_D`."
+    return CHAIN_ENERGY_SOURCE in _KERNEL_PARTS[kernel]
+
+# %% ../../nbs/60_cuda/03_kernels.ipynb #24c99c3d
 @functools.lru_cache(maxsize=None)
 def kernel_source(energy: Optional[str] = None, # key of ENERGY_IDS, or None for the fused update alone
                   dim: Optional[int] = None, # D, for the chain-per-thread kernels
                   external_noise: bool = False, # read normals (and uniforms) from tensors instead of Philox
-                  kernel: Optional[str] = None, # one of KERNEL_NAMES: compile only that kernel (None: all of them)
+                  kernel: Optional[str] = None, # one of KERNEL_NAMES: compile only that kernel (None: every kernel `dim` allows)
                  ) -> str:
-    "The complete CUDA source for one configuration: `#define`s, Philox, the energies, the kernels."
+    "The complete CUDA source for one configuration: `#define`s, Philox, and the strings its kernels need."
     if energy is not None and energy not in ENERGY_IDS:
         raise ValueError(f"energy must be one of {sorted(ENERGY_IDS)} or None; got {energy!r}")
     if kernel is not None and kernel not in KERNEL_NAMES:
         raise ValueError(f"kernel must be one of {KERNEL_NAMES} or None; got {kernel!r}")
-    lines = [f'#define TEBM_ENERGY {ENERGY_IDS.get(energy, 0)}', f'#define TEBM_EXTERNAL_NOISE {int(bool(external_noise))}',
-             f'#define TEBM_ONLY {0 if kernel is None else KERNEL_NAMES.index(kernel) + 1}']
+    if kernel is not None and dim is None and _needs_dim(kernel):
+        raise ValueError(f"kernel {kernel!r} keeps a chain in registers and needs dim (D); got dim=None")
+    kernels = [kernel] if kernel is not None else [k for k in KERNEL_NAMES if dim is not None or not _needs_dim(k)]
+    parts = [p for p in _PART_ORDER if any(p in _KERNEL_PARTS[k] for k in kernels)]
+    lines = [f'#define TEBM_ENERGY {ENERGY_IDS.get(energy, 0)}', f'#define TEBM_EXTERNAL_NOISE {int(bool(external_noise))}']
     if dim is not None: lines.append(f'#define TEBM_D {int(dim)}')
-    return '\n'.join(lines) + '\n' + PHILOX_CUDA_SOURCE + ENERGY_CUDA_SOURCE + KERNEL_CUDA_SOURCE
+    return '\n'.join(lines) + '\n' + PHILOX_CUDA_SOURCE + ''.join(parts)
+
+# %% ../../nbs/60_cuda/03_kernels.ipynb #bbfbd043
+ENERGY_CUDA_SOURCE = SEPARABLE_ENERGY_SOURCE + '#ifdef TEBM_D\n' + CHAIN_ENERGY_SOURCE + '#endif\n'
+KERNEL_CUDA_SOURCE = (DEVICE_HELPERS_SOURCE + FUSED_LANGEVIN_SOURCE + SEPARABLE_LANGEVIN_SOURCE
+                      + '#ifdef TEBM_D\n' + WHOLE_CHAIN_LANGEVIN_SOURCE + WHOLE_CHAIN_HMC_SOURCE + '#endif\n')
 
 # %% ../../nbs/60_cuda/03_kernels.ipynb #1d646391
 class CupyBackend:
@@ -556,7 +584,7 @@ def _check_clamp(clamp):
     if not lo < hi: raise ValueError(f"clamp must satisfy lo < hi; got {clamp!r}")
     return 1, np.float32(lo), np.float32(hi)
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #363b7afc
+# %% ../../nbs/60_cuda/03_kernels.ipynb #f06a2a61
 class FusedLangevinUpdate:
     "`langevin_update_` with the per-chain checks done once: call it with (grad, h, c, counter) at every step of a chain."
     def __init__(self, x: torch.Tensor, # the chains, float32, contiguous; updated in place by every call
@@ -581,35 +609,43 @@ class FusedLangevinUpdate:
                                                             'tebm_langevin_update', self.x.device)
         return fn
 
-    def _launch(self, fn, n: int, grad: torch.Tensor, step_size: float, noise_coef: float, counter: int, noise, vec4: int):
-        "The one launch over the first `n` elements (0 for the probe); the kernel's argument list lives here only."
-        x, (do_clamp, lo, hi) = self.x, self._clamp
-        self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,),
-                            (_ptr(x), _ptr(grad), np.int64(n), np.float32(step_size), np.float32(noise_coef),
-                             _ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, np.int32(vec4)), x)
+# %% ../../nbs/60_cuda/03_kernels.ipynb #ae9b971e
+@patch
+def _launch(self: FusedLangevinUpdate, fn, n: int, grad: torch.Tensor, step_size: float, noise_coef: float, counter: int,
+            noise, vec4: int):
+    "The one launch over the first `n` elements (0 for the probe); the kernel's argument list lives here only."
+    x, (do_clamp, lo, hi) = self.x, self._clamp
+    self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,),
+                        (_ptr(x), _ptr(grad), np.int64(n), np.float32(step_size), np.float32(noise_coef),
+                         _ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, np.int32(vec4)), x)
 
-    def _probe(self) -> None:
-        "Compile, load and launch the kernel on zero elements with the run's block size (no memory is touched)."
-        self._launch(self._function(False), 0, self.x, 0.0, 0.0, 0, None, 0)
+@patch
+def _probe(self: FusedLangevinUpdate) -> None:
+    "Compile, load and launch the kernel on zero elements with the run's block size (no memory is touched)."
+    self._launch(self._function(False), 0, self.x, 0.0, 0.0, 0, None, 0)
 
-    def __call__(self, grad: torch.Tensor, # ∇E(x), shaped like x, float32 (made contiguous if needed)
-                 step_size: float, # h
-                 noise_coef: float, # c
-                 counter: int, # first Philox counter of this update
-                 noise: Optional[torch.Tensor] = None, # ξ instead of Philox
-                ) -> int:
-        "One update in place; returns the next free Philox counter."
-        x = self.x
-        if grad.shape != x.shape or grad.dtype != torch.float32 or grad.device != x.device:
-            raise ValueError(f"grad must be float32 with the shape {tuple(x.shape)} and device {x.device} of x; "
-                             f"got {grad.dtype} {tuple(grad.shape)} on {grad.device}")
-        if not grad.is_contiguous(): grad = grad.contiguous()
-        external = noise is not None
-        if external: noise = _like(noise, x, 'noise', self.n)
-        fn = self._function(external)
-        if self.n: self._launch(fn, self.n, grad, step_size, noise_coef, counter, noise, int(self._x_aligned and grad.data_ptr() % 16 == 0))
-        return counter + self._counters
+# %% ../../nbs/60_cuda/03_kernels.ipynb #5ccb3460
+@patch
+def __call__(self: FusedLangevinUpdate,
+             grad: torch.Tensor, # ∇E(x), shaped like x, float32 (made contiguous if needed)
+             step_size: float, # h
+             noise_coef: float, # c
+             counter: int, # first Philox counter of this update
+             noise: Optional[torch.Tensor] = None, # ξ instead of Philox
+            ) -> int:
+    "One update in place; returns the next free Philox counter."
+    x = self.x
+    if grad.shape != x.shape or grad.dtype != torch.float32 or grad.device != x.device:
+        raise ValueError(f"grad must be float32 with the shape {tuple(x.shape)} and device {x.device} of x; "
+                         f"got {grad.dtype} {tuple(grad.shape)} on {grad.device}")
+    if not grad.is_contiguous(): grad = grad.contiguous()
+    external = noise is not None
+    if external: noise = _like(noise, x, 'noise', self.n)
+    fn = self._function(external)
+    if self.n: self._launch(fn, self.n, grad, step_size, noise_coef, counter, noise, int(self._x_aligned and grad.data_ptr() % 16 == 0))
+    return counter + self._counters
 
+# %% ../../nbs/60_cuda/03_kernels.ipynb #cef7b3d8
 def langevin_update_(x: torch.Tensor, # chains, float32, contiguous; updated in place
                      grad: torch.Tensor, # ∇E(x), same shape (made contiguous if needed)
                      step_size: float, # h
@@ -689,7 +725,7 @@ def analytic_energy_plan(model, # a model
     params = (values.to(device) if torch.is_tensor(values) else _device_floats(values, torch.device(device))).contiguous()
     return EnergyPlan(energy, int(dim), params)
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #7b727705
+# %% ../../nbs/60_cuda/03_kernels.ipynb #1e839767
 def _check_plan(model, x: torch.Tensor) -> EnergyPlan:
     "The plan for `model` (or `model` itself when it already is one), checked against the chains x."
     plan = model if isinstance(model, EnergyPlan) else analytic_energy_plan(model, x.shape[-1], device=x.device)
@@ -719,6 +755,7 @@ def _first_bad(first_bad, n_chains: int, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"first_bad must be a contiguous int32 tensor of shape ({n_chains},) on {x.device}")
     return first_bad
 
+# %% ../../nbs/60_cuda/03_kernels.ipynb #2125162a
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def _check_chain_count(x: torch.Tensor) -> None:
@@ -736,6 +773,7 @@ def _span(arrays, start: int, stop: Optional[int]):
     if not 0 <= start <= stop <= n_total: raise ValueError(f"need 0 ≤ start ≤ stop ≤ {n_total}; got start={start}, stop={stop}")
     return [a[start:stop] for a in arrays], stop - start
 
+# %% ../../nbs/60_cuda/03_kernels.ipynb #f1dddc75
 class WholeChainLangevin:
     "Whole-chain Langevin with the checks done once: `step_arrays` uploads a run's per-step values, each call runs a span of them in one launch."
     def __init__(self, x: torch.Tensor, # chains (n_chains, D), float32, contiguous; updated in place by every call
@@ -762,50 +800,60 @@ class WholeChainLangevin:
             fn = self._fn[external] = self.backend.function(src, name, self.x.device)
         return fn
 
-    def _launch(self, fn, n_chains: int, hs, cs, n_steps: int, counter: int, noise, first_bad, step0: int) -> None:
-        "The one launch over the first `n_chains` chains (0 for the probe), with the run's block size; the argument lists live here only."
-        x, plan, (do_clamp, lo, hi) = self.x, self.plan, self._clamp
-        tail = (_ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, _ptr(first_bad), np.int32(step0))
-        if plan.separable:
-            n = n_chains * plan.dim
-            self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,), (_ptr(x), np.int64(n), np.int32(plan.dim), _ptr(plan.params),
-                                                                  _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
-        else:
-            block = _chain_block(x.shape[0])
-            self.backend.launch(fn, _grid(n_chains, block), (block,), (_ptr(x), np.int32(n_chains), _ptr(plan.params),
-                                                                       _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
+# %% ../../nbs/60_cuda/03_kernels.ipynb #7552e532
+@patch
+def _launch(self: WholeChainLangevin, fn, n_chains: int, hs, cs, n_steps: int, counter: int, noise, first_bad,
+            step0: int) -> None:
+    "The one launch over the first `n_chains` chains (0 for the probe), with the run's block size; the argument lists live here only."
+    x, plan, (do_clamp, lo, hi) = self.x, self.plan, self._clamp
+    tail = (_ptr(self.seed), np.uint64(counter), _ptr(noise), np.int32(do_clamp), lo, hi, _ptr(first_bad), np.int32(step0))
+    if plan.separable:
+        n = n_chains * plan.dim
+        self.backend.launch(fn, _grid(-(-n // 4)), (_BLOCK,), (_ptr(x), np.int64(n), np.int32(plan.dim), _ptr(plan.params),
+                                                              _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
+    else:
+        block = _chain_block(x.shape[0])
+        self.backend.launch(fn, _grid(n_chains, block), (block,), (_ptr(x), np.int32(n_chains), _ptr(plan.params),
+                                                                   _ptr(hs), _ptr(cs), np.int32(n_steps)) + tail, x)
 
-    def _probe(self) -> None:
-        "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
-        self._launch(self._function(False), 0, None, None, 0, 0, None, None, 0)
+@patch
+def _probe(self: WholeChainLangevin) -> None:
+    "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
+    self._launch(self._function(False), 0, None, None, 0, 0, None, None, 0)
 
-    def step_arrays(self, step_sizes, # h per step (numbers or a 1-D float32 tensor)
-                    noise_coefs, # c = σ√(2h) per step
-                   ) -> Tuple[torch.Tensor, torch.Tensor]:
-        "The per-step values as device arrays (copied once, without a host synchronisation)."
-        hs, cs = _steps_array(step_sizes, self.x, 'step_sizes'), _steps_array(noise_coefs, self.x, 'noise_coefs')
-        if hs.shape != cs.shape:
-            raise ValueError(f"step_sizes and noise_coefs must have the same length; got {hs.numel()} and {cs.numel()}")
-        return hs, cs
+# %% ../../nbs/60_cuda/03_kernels.ipynb #c8321000
+@patch
+def step_arrays(self: WholeChainLangevin,
+                step_sizes, # h per step (numbers or a 1-D float32 tensor)
+                noise_coefs, # c = σ√(2h) per step
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    "The per-step values as device arrays (copied once, without a host synchronisation)."
+    hs, cs = _steps_array(step_sizes, self.x, 'step_sizes'), _steps_array(noise_coefs, self.x, 'noise_coefs')
+    if hs.shape != cs.shape:
+        raise ValueError(f"step_sizes and noise_coefs must have the same length; got {hs.numel()} and {cs.numel()}")
+    return hs, cs
 
-    def __call__(self, arrays, # from `step_arrays`
-                 counter: int, # first Philox counter
-                 start: int = 0, stop: Optional[int] = None, # the steps of `arrays` to run
-                 noise: Optional[torch.Tensor] = None, # (stop − start, *x.shape) normals instead of Philox
-                 first_bad: Optional[torch.Tensor] = None, # (n_chains,) int32, lowered to the first non-finite step
-                 step0: int = 0, # steps already taken (offsets first_bad)
-                ) -> int:
-        "Run the steps in one launch; returns the next free Philox counter."
-        x = self.x
-        (hs, cs), n_steps = _span(arrays, start, stop)
-        n_chains, n = x.shape[0], x.numel()
-        if noise is not None: noise = _like(noise, x, 'noise', n_steps * n)
-        first_bad = _first_bad(first_bad, n_chains, x)
-        external = noise is not None
-        if n and n_steps:
-            self._launch(self._function(external), n_chains, hs, cs, n_steps, counter, noise, first_bad, step0)
-        return counter + n_steps * philox_counters(n)
+@patch
+def __call__(self: WholeChainLangevin,
+             arrays, # from `step_arrays`
+             counter: int, # first Philox counter
+             start: int = 0, stop: Optional[int] = None, # the steps of `arrays` to run
+             noise: Optional[torch.Tensor] = None, # (stop − start, *x.shape) normals instead of Philox
+             first_bad: Optional[torch.Tensor] = None, # (n_chains,) int32, lowered to the first non-finite step
+             step0: int = 0, # steps already taken (offsets first_bad)
+            ) -> int:
+    "Run the steps in one launch; returns the next free Philox counter."
+    x = self.x
+    (hs, cs), n_steps = _span(arrays, start, stop)
+    n_chains, n = x.shape[0], x.numel()
+    if noise is not None: noise = _like(noise, x, 'noise', n_steps * n)
+    first_bad = _first_bad(first_bad, n_chains, x)
+    external = noise is not None
+    if n and n_steps:
+        self._launch(self._function(external), n_chains, hs, cs, n_steps, counter, noise, first_bad, step0)
+    return counter + n_steps * philox_counters(n)
 
+# %% ../../nbs/60_cuda/03_kernels.ipynb #79afe85d
 def langevin_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous; updated in place
                     model, # a supported analytic energy (see `analytic_energy_plan`), or its `EnergyPlan`
                     step_sizes, # h per step: a sequence of numbers or a 1-D float32 tensor; its length is the number of steps
@@ -822,7 +870,7 @@ def langevin_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous
     chain = WholeChainLangevin(x, model, seed, clamp, backend)
     return chain(chain.step_arrays(step_sizes, noise_coefs), check_seed(counter, 'counter', bits=63), noise=noise, first_bad=first_bad, step0=step0)
 
-# %% ../../nbs/60_cuda/03_kernels.ipynb #dc951686
+# %% ../../nbs/60_cuda/03_kernels.ipynb #400505f9
 def _mass_args(mass, plan: EnergyPlan, x: torch.Tensor):
     "(mass_mode, sqrt_m, inv_m, mass array [√m | m | 1/m] or None, scalar mass or None)."
     if mass is None or (isinstance(mass, (int, float)) and not isinstance(mass, bool) and float(mass) == 1.0):
@@ -838,6 +886,7 @@ def _mass_args(mass, plan: EnergyPlan, x: torch.Tensor):
         return 2, np.float32(1.0), np.float32(1.0), torch.cat([m.sqrt(), m, m.clamp(min=1e-10).reciprocal()]).contiguous(), None
     raise TypeError(f"mass must be None, a positive number or a 1-D tensor; got {type(mass).__name__}")
 
+# %% ../../nbs/60_cuda/03_kernels.ipynb #8228716c
 class WholeChainHMC:
     "Whole-chain HMC with the checks done once: `step_arrays` uploads a run's per-iteration step sizes, each call runs a span of them in one launch."
     def __init__(self, x: torch.Tensor, # chains (n_chains, D), float32, contiguous; updated in place by every call
@@ -872,62 +921,72 @@ class WholeChainHMC:
             fn = self._fn[external] = self.backend.function(src, 'tebm_hmc_chain', self.x.device)
         return fn
 
-    def _launch(self, fn, n_chains: int, steps, n_iter: int, counter: int, noise, uniforms, energy, accepted, n_accepted,
-                first_bad, step0: int) -> None:
-        "The one launch over the first `n_chains` chains (0 for the probe), with the run's block size; the argument list lives here only."
-        x, (mass_mode, sqrt_m, inv_m, mass_arr, _) = self.x, self._mass
-        hs, halves, moves = steps
-        block = _chain_block(x.shape[0])
-        self.backend.launch(fn, _grid(n_chains, block), (block,),
-                            (_ptr(x), np.int32(n_chains), _ptr(self.plan.params), _ptr(hs), _ptr(halves), _ptr(moves),
-                             np.int32(n_iter), np.int32(self.n_leapfrog_steps), np.int32(mass_mode), sqrt_m, inv_m,
-                             _ptr(mass_arr), _ptr(self.seed), np.uint64(counter), _ptr(noise), _ptr(uniforms),
-                             np.float32(self.max_force), _ptr(energy), _ptr(accepted), _ptr(n_accepted),
-                             _ptr(first_bad), np.int32(step0)), x)
+# %% ../../nbs/60_cuda/03_kernels.ipynb #aa294e46
+@patch
+def _launch(self: WholeChainHMC, fn, n_chains: int, steps, n_iter: int, counter: int, noise, uniforms, energy, accepted,
+            n_accepted, first_bad, step0: int) -> None:
+    "The one launch over the first `n_chains` chains (0 for the probe), with the run's block size; the argument list lives here only."
+    x, (mass_mode, sqrt_m, inv_m, mass_arr, _) = self.x, self._mass
+    hs, halves, moves = steps
+    block = _chain_block(x.shape[0])
+    self.backend.launch(fn, _grid(n_chains, block), (block,),
+                        (_ptr(x), np.int32(n_chains), _ptr(self.plan.params), _ptr(hs), _ptr(halves), _ptr(moves),
+                         np.int32(n_iter), np.int32(self.n_leapfrog_steps), np.int32(mass_mode), sqrt_m, inv_m,
+                         _ptr(mass_arr), _ptr(self.seed), np.uint64(counter), _ptr(noise), _ptr(uniforms),
+                         np.float32(self.max_force), _ptr(energy), _ptr(accepted), _ptr(n_accepted),
+                         _ptr(first_bad), np.int32(step0)), x)
 
-    def _probe(self) -> None:
-        "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
-        self._launch(self._function(False), 0, (None, None, None), 0, 0, None, None, None, None, None, None, 0)
+@patch
+def _probe(self: WholeChainHMC) -> None:
+    "Compile, load and launch the kernel on zero chains with the run's block size (no memory is touched)."
+    self._launch(self._function(False), 0, (None, None, None), 0, 0, None, None, None, None, None, None, 0)
 
-    def step_arrays(self, step_sizes, # leapfrog step h per iteration: numbers (a tensor is read back to the host once)
-                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "(h, h/2, h/m) per iteration as device arrays, each rounded once from double as the torch path rounds it."
-        h64 = [float(v) for v in (step_sizes.tolist() if torch.is_tensor(step_sizes) else step_sizes)]
-        if not all(math.isfinite(v) for v in h64): raise ValueError("step_sizes must be finite numbers")
-        m, device = self._mass[4], self.x.device
-        hs, halves = _device_floats(h64, device), _device_floats([0.5 * h for h in h64], device)
-        moves = _device_floats([h * (1.0 / max(m, 1e-10)) for h in h64], device) if m is not None else hs
-        return hs, halves, moves
+# %% ../../nbs/60_cuda/03_kernels.ipynb #a68e839a
+@patch
+def step_arrays(self: WholeChainHMC,
+                step_sizes, # leapfrog step h per iteration: numbers (a tensor is read back to the host once)
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "(h, h/2, h/m) per iteration as device arrays, each rounded once from double as the torch path rounds it."
+    h64 = [float(v) for v in (step_sizes.tolist() if torch.is_tensor(step_sizes) else step_sizes)]
+    if not all(math.isfinite(v) for v in h64): raise ValueError("step_sizes must be finite numbers")
+    m, device = self._mass[4], self.x.device
+    hs, halves = _device_floats(h64, device), _device_floats([0.5 * h for h in h64], device)
+    moves = _device_floats([h * (1.0 / max(m, 1e-10)) for h in h64], device) if m is not None else hs
+    return hs, halves, moves
 
-    def __call__(self, arrays, # from `step_arrays`
-                 counter: int, # first Philox counter
-                 start: int = 0, stop: Optional[int] = None, # the iterations of `arrays` to run
-                 noise: Optional[torch.Tensor] = None, # (iterations, n_chains, D) momentum normals instead of Philox
-                 uniforms: Optional[torch.Tensor] = None, # (iterations, n_chains) Metropolis uniforms, with `noise`
-                 n_accepted: Optional[torch.Tensor] = None, # (n_chains,) int32: accepted proposals are added here
-                 first_bad: Optional[torch.Tensor] = None, # (n_chains,) int32, lowered to the first non-finite iteration
-                 step0: int = 0, # iterations already taken (offsets first_bad)
-                ) -> Tuple[int, torch.Tensor, torch.Tensor]:
-        "Run the iterations in one launch: (next Philox counter, energy (n_chains,), last iteration accepted (n_chains,) bool)."
-        x = self.x
-        (hs, halves, moves), n_iter = _span(arrays, start, stop)
-        n_chains, n = x.shape[0], x.numel()
-        if (noise is None) != (uniforms is None): raise ValueError("noise and uniforms go together: pass both or neither")
-        if noise is not None:
-            noise, uniforms = _like(noise, x, 'noise', n_iter * n), _like(uniforms, x, 'uniforms', n_iter * n_chains)
-        first_bad = _first_bad(first_bad, n_chains, x)
-        if n_accepted is None: n_accepted = self._scratch_counts   # nobody reads it: one buffer per object
-        elif n_accepted.dtype != torch.int32 or n_accepted.shape != (n_chains,) or n_accepted.device != x.device:
-            raise ValueError(f"n_accepted must be an int32 tensor of shape ({n_chains},) on {x.device}")
-        energy = torch.empty(n_chains, dtype=torch.float32, device=x.device)
-        accepted = torch.empty(n_chains, dtype=torch.int32, device=x.device)   # the kernel writes every entry
-        external = noise is not None
-        if n_chains:   # also for zero iterations: the kernel then only evaluates the energy
-            self._launch(self._function(external), n_chains, (hs, halves, moves), n_iter, counter, noise, uniforms,
-                         energy, accepted, n_accepted, first_bad, step0)
-        per_iter = philox_counters(n) + -(-n_chains // 4)
-        return counter + n_iter * per_iter, energy, accepted.bool()
+# %% ../../nbs/60_cuda/03_kernels.ipynb #89ae098b
+@patch
+def __call__(self: WholeChainHMC,
+             arrays, # from `step_arrays`
+             counter: int, # first Philox counter
+             start: int = 0, stop: Optional[int] = None, # the iterations of `arrays` to run
+             noise: Optional[torch.Tensor] = None, # (iterations, n_chains, D) momentum normals instead of Philox
+             uniforms: Optional[torch.Tensor] = None, # (iterations, n_chains) Metropolis uniforms, with `noise`
+             n_accepted: Optional[torch.Tensor] = None, # (n_chains,) int32: accepted proposals are added here
+             first_bad: Optional[torch.Tensor] = None, # (n_chains,) int32, lowered to the first non-finite iteration
+             step0: int = 0, # iterations already taken (offsets first_bad)
+            ) -> Tuple[int, torch.Tensor, torch.Tensor]:
+    "Run the iterations in one launch: (next Philox counter, energy (n_chains,), last iteration accepted (n_chains,) bool)."
+    x = self.x
+    (hs, halves, moves), n_iter = _span(arrays, start, stop)
+    n_chains, n = x.shape[0], x.numel()
+    if (noise is None) != (uniforms is None): raise ValueError("noise and uniforms go together: pass both or neither")
+    if noise is not None:
+        noise, uniforms = _like(noise, x, 'noise', n_iter * n), _like(uniforms, x, 'uniforms', n_iter * n_chains)
+    first_bad = _first_bad(first_bad, n_chains, x)
+    if n_accepted is None: n_accepted = self._scratch_counts   # nobody reads it: one buffer per object
+    elif n_accepted.dtype != torch.int32 or n_accepted.shape != (n_chains,) or n_accepted.device != x.device:
+        raise ValueError(f"n_accepted must be an int32 tensor of shape ({n_chains},) on {x.device}")
+    energy = torch.empty(n_chains, dtype=torch.float32, device=x.device)
+    accepted = torch.empty(n_chains, dtype=torch.int32, device=x.device)   # the kernel writes every entry
+    external = noise is not None
+    if n_chains:   # also for zero iterations: the kernel then only evaluates the energy
+        self._launch(self._function(external), n_chains, (hs, halves, moves), n_iter, counter, noise, uniforms,
+                     energy, accepted, n_accepted, first_bad, step0)
+    per_iter = philox_counters(n) + -(-n_chains // 4)
+    return counter + n_iter * per_iter, energy, accepted.bool()
 
+# %% ../../nbs/60_cuda/03_kernels.ipynb #005b534b
 def hmc_chain_(x: torch.Tensor, # chains (n_chains, D), float32, contiguous; updated in place
                model, # a supported analytic energy, or its `EnergyPlan`
                step_sizes, # leapfrog step h per iteration (numbers or a 1-D tensor); its length is the number of iterations
