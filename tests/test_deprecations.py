@@ -40,6 +40,6 @@ def test_the_ledger_sits_below_core():
     assert out == '[]', f"importing and using torchebm_nb._deprecation loaded {out}"
     import torchebm_nb._deprecation as ledger
     from torchebm_nb.core import warn_once
-    from torchebm_nb.core.base_module import _WARNED_ONCE, _external_stacklevel
+    from torchebm_nb.core.base_module import _WARNED_ONCE, external_stacklevel
     assert warn_once is ledger.warn_once and _WARNED_ONCE is ledger._WARNED_ONCE
-    assert _external_stacklevel is ledger._external_stacklevel
+    assert external_stacklevel is ledger.external_stacklevel

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 # %% auto #0
-__all__ = ['GRACE_RELEASES', 'GRACE_MONTHS', 'DEPRECATIONS', 'warn_once', 'TorchEBMDeprecationWarning', 'releases_between',
-           'DeprecationInfo', 'declare_deprecation', 'deprecated']
+__all__ = ['GRACE_RELEASES', 'GRACE_MONTHS', 'DEPRECATIONS', 'external_stacklevel', 'warn_once', 'TorchEBMDeprecationWarning',
+           'releases_between', 'DeprecationInfo', 'declare_deprecation', 'deprecated']
 
 # %% ../nbs/00_core/07_deprecation.ipynb #e07be65d
 _WARNED_ONCE: set = set()
 
-def _external_stacklevel() -> int:
+def external_stacklevel() -> int:
     "The `stacklevel` (as seen from the caller of this function) of the first frame outside torchebm_nb and torch."
     frame, level = inspect.currentframe().f_back, 1
     while frame is not None:
@@ -36,7 +36,7 @@ def warn_once(key: str, # identity of the warning; a key warns at most once per 
     "Emit `message` as a `category` warning the first time `key` is seen, and never again."
     if key in _WARNED_ONCE: return
     _WARNED_ONCE.add(key)
-    warnings.warn(message, category, stacklevel=_external_stacklevel() if stacklevel is None else stacklevel)
+    warnings.warn(message, category, stacklevel=external_stacklevel() if stacklevel is None else stacklevel)
 
 # %% ../nbs/00_core/07_deprecation.ipynb #619337de
 class TorchEBMDeprecationWarning(DeprecationWarning):

@@ -13,7 +13,7 @@ import torch
 from fastcore.basics import patch
 from torch import nn
 
-from .._deprecation import _WARNED_ONCE, _external_stacklevel, warn_once   # their home is below core; re-exported here
+from .._deprecation import _WARNED_ONCE, external_stacklevel, warn_once   # their home is below core; re-exported here
 from .validation import check_bool
 
 # %% auto #0

@@ -245,7 +245,8 @@ def _schedulables(self: Schedulable):
     return [m for m in self.modules() if isinstance(m, Schedulable)] if isinstance(self, nn.Module) else [self]
 
 @patch
-def _all_schedulers(self: Schedulable) -> List[BaseScheduler]:
+def all_schedulers(self: Schedulable) -> List[BaseScheduler]:
+    "Every scheduler in the subtree, each once (what a chain driver steps after every step)."
     seen, out = set(), []
     for owner in self._schedulables():
         for s in owner.schedulers.values():
@@ -255,12 +256,12 @@ def _all_schedulers(self: Schedulable) -> List[BaseScheduler]:
 @patch
 def step_schedulers(self: Schedulable) -> None:
     "Advance every scheduler in the subtree by one step."
-    for s in self._all_schedulers(): s.step()
+    for s in self.all_schedulers(): s.step()
 
 @patch
 def reset_schedulers(self: Schedulable) -> None:
     "Reset every scheduler in the subtree to step 0."
-    for s in self._all_schedulers(): s.reset()
+    for s in self.all_schedulers(): s.reset()
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #e8ad90dc
 def scheduled_parameter(name: str, # the parameter's name in `schedulers`
