@@ -351,7 +351,7 @@ def _dtensor_parameters(module: Optional[nn.Module]) -> list:
     cls = _DTENSOR_CLASS[0]
     return [] if cls is None else [p for p in module.parameters() if isinstance(p, cls)]
 
-# %% ../../nbs/00_core/09_base_loss.ipynb #26930aac
+# %% ../../nbs/00_core/09_base_loss.ipynb #5aae9db0
 def _finite_scheduled_parameter(name: str, doc: str, **limits) -> property:
     "`scheduled_parameter`, whose setter also refuses a non-finite number with a message naming the parameter."
     plain = scheduled_parameter(name, doc, **limits)
@@ -360,6 +360,7 @@ def _finite_scheduled_parameter(name: str, doc: str, **limits) -> property:
         plain.fset(self, value)
     return property(plain.fget, setter, doc=doc)
 
+# %% ../../nbs/00_core/09_base_loss.ipynb #26930aac
 class BaseScoreMatching(BaseLoss):
     "Base of score-matching losses: scores in the autograd graph, data perturbation, gradient regularisation."
     def __init__(self, model: nn.Module, # the energy model
