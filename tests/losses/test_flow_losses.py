@@ -456,14 +456,14 @@ def test_eqm_other_errors():
 
 
 def test_explicit_energies_refuse_sharded_parameters_in_training(monkeypatch):
-    monkeypatch.setattr(equilibrium_matching_module, '_dtensor_parameters', lambda module: [object()])
+    monkeypatch.setattr(equilibrium_matching_module, 'dtensor_parameters', lambda module: [object()])
     x1 = batch()[0]
     loss = EquilibriumMatchingLoss(LinearField(), energy_type='dot')
     with pytest.raises(RuntimeError, match='DTensor'):
         loss(x1, generator=0)
     loss.eval(); loss(x1, generator=0)                                              # evaluation is fine
     EquilibriumMatchingLoss(LinearField())(x1, generator=0)                         # so is the implicit field
-    monkeypatch.setattr(energy_matching_module, '_dtensor_parameters', lambda module: [object()])
+    monkeypatch.setattr(energy_matching_module, 'dtensor_parameters', lambda module: [object()])
     with pytest.raises(RuntimeError, match='DTensor'):
         EnergyMatchingLoss(Quadratic(), lambda_cd=0.0)(x1, generator=0)
 

@@ -23,7 +23,8 @@ from .base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
 from .validation import check_bool, check_int, check_real, is_real
 
 # %% auto #0
-__all__ = ['BaseLoss', 'BaseContrastiveDivergence', 'BaseScoreMatching', 'BaseInterpolantLoss', 'CallableModule', 'as_module']
+__all__ = ['BaseLoss', 'BaseContrastiveDivergence', 'dtensor_parameters', 'BaseScoreMatching', 'BaseInterpolantLoss',
+           'CallableModule', 'as_module']
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #650106f4
 _BARE_CONDITIONING = declare_deprecation(
@@ -341,8 +342,9 @@ def mix_buffer_across_ranks(self: BaseContrastiveDivergence,
 # %% ../../nbs/00_core/09_base_loss.ipynb #0a9271e8
 _DTENSOR_CLASS: list = []   # resolved once: [DTensor] or [None] where torch.distributed.tensor is unavailable
 
-def _dtensor_parameters(module: Optional[nn.Module]) -> list:
-    "The parameters of `module` that are DTensors (FSDP2 shards)."
+def dtensor_parameters(module: Optional[nn.Module], # the module to inspect (None has none)
+                      ) -> list: # its parameters that are DTensors
+    "The parameters of `module` that are DTensors (FSDP2 shards); empty where torch.distributed.tensor is unavailable."
     if module is None: return []
     if not _DTENSOR_CLASS:
         try: from torch.distributed.tensor import DTensor
@@ -405,7 +407,7 @@ class BaseScoreMatching(BaseLoss):
 @patch
 def _energy_fn(self: BaseScoreMatching):
     "The energy as a function of x, on the autograd or the functional path (with its DTensor checks)."
-    sharded = _dtensor_parameters(self.model)
+    sharded = dtensor_parameters(self.model)
     if self.use_autograd:
         if sharded:
             raise RuntimeError(f"{type(self).__name__}: the model has DTensor (sharded) parameters; the autograd path "

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 
 from ..core.base_coupling import BaseCoupling
 from ..core.base_interpolant import BaseInterpolant
-from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters
+from ..core.base_loss import BaseInterpolantLoss, dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
 from ..core.base_sampler import BaseSampler
@@ -88,7 +88,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
                        ) -> Dict[str, torch.Tensor]: # 'flow_loss', 'cd_loss', 'loss' (0-d), and 'cd_value', 'negatives' when λ > 0
         "The two terms of the energy-matching loss for the data batch `x1`, and their sum."
         mk = model_kwargs or {}
-        if self.model.training and _dtensor_parameters(self.model):
+        if self.model.training and dtensor_parameters(self.model):
             raise RuntimeError("EnergyMatchingLoss: the flow term backpropagates through ∇ₓV (a second-order backward), "
                                "which cannot run on sharded (DTensor/FSDP2) parameters; train with DDP or unsharded parameters")
         given_x0 = x0 is not None

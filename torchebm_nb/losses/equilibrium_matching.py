@@ -15,7 +15,7 @@ from torch import nn
 from .._deprecation import declare_deprecation
 from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
 from ..core.base_coupling import BaseCoupling
-from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters, as_module
+from ..core.base_loss import BaseInterpolantLoss, dtensor_parameters, as_module
 from ..core.base_module import resolve_generator, warn_once
 from ..core.base_scheduler import BaseScheduler
 from ..core.validation import check_bool, check_real
@@ -106,7 +106,7 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
                        ) -> Dict[str, torch.Tensor]: # 'loss' (B,), 'pred', 'weights' (B,) or None, and 'energy' (B,) for explicit energies
         "Per-sample equilibrium-matching losses for the data batch `x1`."
         mk = model_kwargs or {}
-        if self.energy_type != 'none' and self.model.training and _dtensor_parameters(self.model):
+        if self.energy_type != 'none' and self.model.training and dtensor_parameters(self.model):
             raise RuntimeError("EquilibriumMatchingLoss: explicit energies backpropagate through ∇ₓg (a second-order "
                                "backward), which cannot run on sharded (DTensor/FSDP2) parameters; train with "
                                "energy_type='none', or with DDP or unsharded parameters")

@@ -12,7 +12,7 @@ import torch
 from fastcore.basics import patch
 from torch import nn
 
-from ..core.base_loss import BaseScoreMatching, _dtensor_parameters
+from ..core.base_loss import BaseScoreMatching, dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
 from ..core.validation import check_int
@@ -101,7 +101,7 @@ class ScoreMatching(BaseScoreMatching):
         if model_kwargs:
             raise NotImplementedError("ScoreMatching: exact mode does not support conditioning; use "
                                       "hessian_method='approx', DenoisingScoreMatching or a conditional loss")
-        if _dtensor_parameters(self.model):
+        if dtensor_parameters(self.model):
             raise NotImplementedError("ScoreMatching: exact mode does not support DTensor (FSDP2-sharded) parameters; "
                                       "use SlicedScoreMatching or DenoisingScoreMatching with use_autograd=False")
         return self._exact_score_matching(x)
