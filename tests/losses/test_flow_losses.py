@@ -4,7 +4,8 @@ the global RNG), and the weighted reduction of a coupling that returns weights.
 
 Hand computations use models whose outputs and input gradients are known in closed form: a linear field
 f(x, t) = A x + b t, and a separable quadratic potential V(x) = ½ Σ a_d x_d² + b·x with ∇V = a ⊙ x + b. Times are
-fixed through a callable `t_sampler`, noise through `x0=`.
+fixed through a callable `t_sampler`, noise through `x0=`. The same field written as a plain function or lambda gives
+exactly the module's losses (flow and equilibrium matching accept callables, as TorchEBM does).
 """
 import math
 import warnings
@@ -249,12 +250,45 @@ def test_flow_matching_errors():
         FlowMatchingLoss(field)(batch()[0], x0=torch.randn(6, 3, dtype=F64))
     with pytest.raises(TypeError, match='negate_velocity must be a bool'):
         FlowMatchingLoss(field, negate_velocity='yes')
-    with pytest.raises(TypeError, match='model must be an nn.Module'):
-        FlowMatchingLoss(lambda x, t: x)
+    with pytest.raises(TypeError, match='model must be an nn.Module or a callable such as a function or lambda; got int'):
+        FlowMatchingLoss(3)
+    with pytest.raises(TypeError, match='got the class LinearField'):
+        FlowMatchingLoss(LinearField)
     with pytest.raises(ValueError, match='Unknown coupling'):
         FlowMatchingLoss(field, coupling='emd')
     with pytest.raises(TypeError, match='unexpected keyword'):
         FlowMatchingLoss(field, ct='linear')
+
+
+# ---- plain callables as the field ----------------------------------------------------------------------------
+@pytest.mark.parametrize('loss_class, kw', [
+    (FlowMatchingLoss, {}), (FlowMatchingLoss, dict(negate_velocity=True, interpolant='cosine')),
+    (EquilibriumMatchingLoss, {}), (EquilibriumMatchingLoss, dict(time_invariant=False, ct='linear')),
+    (EquilibriumMatchingLoss, dict(energy_type='dot')), (EquilibriumMatchingLoss, dict(energy_type='l2')),
+    (EquilibriumMatchingLoss, dict(prediction='score', loss_weight='likelihood')),
+])
+def test_a_function_or_lambda_field_gives_the_modules_losses(loss_class, kw):
+    field = LinearField()
+    A, b = field.A.detach(), field.b.detach()
+    def linear(x, t): return x @ A.T + t[:, None] * b
+    x1, x0 = batch()
+    expected = loss_class(field, t_sampler=fixed_t, **kw).training_losses(x1, x0=x0)['loss'].detach()
+    full = loss_class(field, **kw)(x1, generator=3).detach()
+    for fn in (linear, lambda x, t: x @ A.T + t[:, None] * b):
+        loss = loss_class(fn, t_sampler=fixed_t, dtype=F64, **kw)
+        assert list(loss.parameters()) == [] and loss.dtype == F64, (list(loss.parameters()), loss.dtype)
+        torch.testing.assert_close(loss.training_losses(x1, x0=x0)['loss'].detach(), expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(loss_class(fn, dtype=F64, **kw)(x1, generator=3), full, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('loss_class', [FlowMatchingLoss, EquilibriumMatchingLoss])
+def test_a_conditional_lambda_passes_the_probe_and_an_unconditional_one_is_caught(loss_class):
+    x1 = batch()[0]
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    value = loss_class(lambda x, t, y=None: x + y[:, None].to(x.dtype), dtype=F64)(x1, y=labels, generator=0)
+    assert value.ndim == 0 and torch.isfinite(value), value
+    with pytest.raises(ValueError, match='ignores its condition'):
+        loss_class(lambda x, t, y=None: x, dtype=F64)(x1, y=labels, generator=0)
 
 
 # ---- equilibrium matching ------------------------------------------------------------------------------------
@@ -422,14 +456,14 @@ def test_eqm_other_errors():
 
 
 def test_explicit_energies_refuse_sharded_parameters_in_training(monkeypatch):
-    monkeypatch.setattr(equilibrium_matching_module, '_dtensor_parameters', lambda module: [object()])
+    monkeypatch.setattr(equilibrium_matching_module, 'dtensor_parameters', lambda module: [object()])
     x1 = batch()[0]
     loss = EquilibriumMatchingLoss(LinearField(), energy_type='dot')
     with pytest.raises(RuntimeError, match='DTensor'):
         loss(x1, generator=0)
     loss.eval(); loss(x1, generator=0)                                              # evaluation is fine
     EquilibriumMatchingLoss(LinearField())(x1, generator=0)                         # so is the implicit field
-    monkeypatch.setattr(energy_matching_module, '_dtensor_parameters', lambda module: [object()])
+    monkeypatch.setattr(energy_matching_module, 'dtensor_parameters', lambda module: [object()])
     with pytest.raises(RuntimeError, match='DTensor'):
         EnergyMatchingLoss(Quadratic(), lambda_cd=0.0)(x1, generator=0)
 

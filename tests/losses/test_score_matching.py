@@ -396,6 +396,88 @@ def test_custom_regulariser_and_scheduled_strength():
     torch.testing.assert_close(custom(x, generator=1), plain)
 
 
+# ---- assignable hyperparameters ----------------------------------------------------------------------------
+@pytest.mark.parametrize('name', LOSSES)
+def test_assigned_regularization_strength_takes_effect_on_the_next_call(name):
+    model, x = Bowl(2.0), torch.randn(32, 2, dtype=F64, generator=gen(0))
+    loss = LOSSES[name](model, dtype=F64)
+    plain = loss(x, generator=1)
+    loss.regularization_strength = 0.25
+    assert loss.regularization_strength == 0.25
+    torch.testing.assert_close(loss(x, generator=1) - plain, 0.25 * (2.0 * x).square().sum(-1).mean())
+    loss.regularization_strength = LinearScheduler(0.5, 0.0, 2)
+    loss.step_schedulers()
+    torch.testing.assert_close(loss(x, generator=1) - plain, 0.25 * (2.0 * x).square().sum(-1).mean())
+    loss.regularization_strength = 0
+    torch.testing.assert_close(loss(x, generator=1), plain)
+
+
+def test_assigned_noise_scale_takes_effect_on_the_next_call():
+    model, x = Bowl(2.0), torch.randn(32, 2, dtype=F64, generator=gen(0))
+    loss = DenoisingScoreMatching(model, noise_scale=0.1, dtype=F64)
+    loss.noise_scale = 0.3
+    assert loss.noise_scale == 0.3
+    torch.testing.assert_close(loss(x, generator=2), DenoisingScoreMatching(model, noise_scale=0.3, dtype=F64)(x, generator=2))
+    assert repr(loss) == 'DenoisingScoreMatching(model=Bowl, noise_scale=0.3)'
+    # by hand: ½ mean‖a·x̃ − n/σ‖², x̃ = x + σn
+    noise = torch.randn(x.shape, generator=gen(2), dtype=F64)
+    noisy = x + 0.3 * noise
+    torch.testing.assert_close(loss(x, generator=2), 0.5 * (2.0 * noisy - noise / 0.3).square().sum(-1).mean())
+
+
+@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('attribute, value, message', [
+    ('noise_scale', 0.0, 'noise_scale must be positive; got 0.0'),
+    ('noise_scale', -0.5, 'noise_scale must be positive; got -0.5'),
+    ('noise_scale', float('nan'), 'noise_scale must be a finite number; got nan'),
+    ('regularization_strength', -1.0, 'regularization_strength must be ≥ 0; got -1.0'),
+    ('regularization_strength', float('inf'), 'regularization_strength must be a finite number; got inf'),
+])
+def test_invalid_assignments_are_refused_and_change_nothing(name, attribute, value, message):
+    loss = LOSSES[name](Bowl(2.0), dtype=F64)
+    before = getattr(loss, attribute)
+    with pytest.raises(ValueError, match=message):
+        setattr(loss, attribute, value)
+    assert getattr(loss, attribute) == before
+    with pytest.raises(TypeError, match=f'{attribute} must be a number or a BaseScheduler'):
+        setattr(loss, attribute, 'large')
+    with pytest.raises(ValueError, match=f'{attribute} must be'):
+        setattr(loss, attribute, LinearScheduler(-1.0, 1.0, 4))
+
+
+# ---- functional_model is a template, not a submodule -------------------------------------------------------
+class DropoutEnergy(BaseModel):
+    """E(x) = MLP(x) with dropout, float64 (its train/eval mode matters)."""
+    def __init__(self, seed):
+        super().__init__(dtype=F64)
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 1)).double()
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+@pytest.mark.parametrize('name', LOSSES)
+def test_functional_model_adds_no_parameters_and_no_state(name):
+    model, template = DropoutEnergy(seed=0), DropoutEnergy(seed=1)      # the template has its own, different weights
+    plain = LOSSES[name](model, dtype=F64)
+    functional = LOSSES[name](model, use_autograd=False, functional_model=template, dtype=F64)
+    assert [id(p) for p in functional.parameters()] == [id(p) for p in model.parameters()]
+    assert len(list(functional.parameters())) == len(list(model.parameters())) == 4
+    assert list(functional.state_dict()) == list(plain.state_dict())
+    assert all('functional' not in k for k in functional.state_dict())
+    assert functional.functional_model is template
+    assert dict(functional.named_modules()).keys() == dict(plain.named_modules()).keys()
+    # the template runs with the model's weights and follows the loss's train/eval mode
+    x = torch.randn(16, 2, dtype=F64, generator=gen(0))
+    functional.eval(); plain.eval()
+    torch.testing.assert_close(functional(x, generator=3), plain(x, generator=3))
+    assert template.training is False
+    functional.train()
+    functional.compute_score(x)                  # (exact SM itself cannot run dropout in training mode: vmap forbids it)
+    assert template.training is True
+
+
 # ---- options, warnings and errors --------------------------------------------------------------------------
 def test_invalid_hessian_method_warns_and_falls_back_to_exact():
     with pytest.warns(UserWarning, match="invalid hessian_method 'hutchinson'"):

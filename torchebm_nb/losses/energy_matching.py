@@ -8,10 +8,11 @@ import math
 from typing import Any, Callable, Dict, Optional, Union
 
 import torch
+from fastcore.basics import patch
 
 from ..core.base_coupling import BaseCoupling
 from ..core.base_interpolant import BaseInterpolant
-from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters
+from ..core.base_loss import BaseInterpolantLoss, dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
 from ..core.base_sampler import BaseSampler
@@ -63,16 +64,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
         if not isinstance(model, BaseModel):
             raise TypeError(f"model must be a BaseModel (a potential V(x) -> (B,)); got {type(model).__name__}")
         self.model = model
-        self.noise_fraction = check_real(noise_fraction, 'noise_fraction')
-        if not 0.0 <= self.noise_fraction <= 1.0: raise ValueError(f"noise_fraction must be in [0, 1]; got {noise_fraction}")
-        self.cd_trim_fraction = check_real(cd_trim_fraction, 'cd_trim_fraction')
-        if not 0.0 <= self.cd_trim_fraction < 1.0: raise ValueError(f"cd_trim_fraction must be in [0, 1); got {cd_trim_fraction}")
-        self.cd_clamp = None if cd_clamp is None else check_real(cd_clamp, 'cd_clamp')
-        if self.cd_clamp is not None and self.cd_clamp < 0: raise ValueError(f"cd_clamp must be ≥ 0 or None; got {cd_clamp}")
-        self.langevin_dt = check_real(langevin_dt, 'langevin_dt')
-        if not self.langevin_dt > 0: raise ValueError(f"langevin_dt must be positive; got {langevin_dt}")
-        self.flow_weight_cutoff = check_real(flow_weight_cutoff, 'flow_weight_cutoff')
-        self.n_langevin_steps = check_int(n_langevin_steps, 'n_langevin_steps', minimum=1)
+        self._check_options(noise_fraction, cd_trim_fraction, cd_clamp, langevin_dt, flow_weight_cutoff, n_langevin_steps)
         # the two noise schedules of the negatives (validated here); sample() resets them at every run
         self._sweep = TemperatureScheduler(epsilon_max, tau_star, n_steps=self.n_langevin_steps)
         self.epsilon_max, self.tau_star = self._sweep.epsilon_max, self._sweep.tau_star
@@ -89,43 +81,6 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
     lambda_cd = scheduled_parameter('lambda_cd', "Weight of the contrastive term (current value of its scheduler); 0 is phase 1.",
                                     nonnegative=True)
 
-    def potential_gradient(self, x: torch.Tensor, # points (B, *S)
-                           model_kwargs: Optional[dict] = None, # conditioning
-                           create_graph: bool = True, # keep the graph so the loss can be differentiated through ∇V
-                          ) -> torch.Tensor: # ∇ₓV(x), shaped like x
-        "∇ₓV at `x`, differentiable with respect to the parameters when `create_graph`."
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            with self.autocast_context():
-                energy = self.model(x, **(model_kwargs or {}))
-            if energy.shape != x.shape[:1]:
-                raise ValueError(f"the potential must return energies of shape ({x.shape[0]},); got {tuple(energy.shape)}")
-            (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
-        return grad
-
-    def sample_negatives(self, x1: torch.Tensor, # data (B, *S)
-                         x0: Optional[torch.Tensor] = None, # noise to start the noise chains from (permuted); default fresh N(0, I)
-                         model_kwargs: Optional[dict] = None, # conditioning, row-aligned with x1
-                         generator: Optional[torch.Generator] = None, # RNG of the starts and the chains
-                        ) -> torch.Tensor: # negatives (B, *S), detached; row i uses the conditioning of data row i
-        "Negatives: `noise_fraction` of the chains from noise with the temperature sweep, the rest from data at ε_max."
-        mk, B = model_kwargs or {}, x1.shape[0]
-        generator = resolve_generator(generator, x1.device)
-        n_noise = int(round(self.noise_fraction * B))
-        parts = []
-        with torch.no_grad():
-            if n_noise > 0:
-                if x0 is None: start = torch.randn((n_noise, *x1.shape[1:]), generator=generator, device=x1.device, dtype=x1.dtype)
-                else: start = x0[torch.randperm(B, generator=generator, device=x1.device)[:n_noise]]
-                _install_noise_scale(self.sampler, self._sweep)
-                parts.append(self.sampler.sample(x=start.detach(), n_steps=self.n_langevin_steps, generator=generator,
-                                                 model_kwargs=_split_conditioning(mk, B, slice(0, n_noise))))
-            if n_noise < B:
-                _install_noise_scale(self.sampler, self._hold)
-                parts.append(self.sampler.sample(x=x1[n_noise:].detach(), n_steps=self.n_langevin_steps, generator=generator,
-                                                 model_kwargs=_split_conditioning(mk, B, slice(n_noise, B))))
-        return torch.cat(parts).detach() if len(parts) > 1 else parts[0].detach()
-
     def training_losses(self, x1: torch.Tensor, # data (B, *S)
                         model_kwargs: Optional[Dict[str, Any]] = None, # conditioning passed to the potential
                         x0: Optional[torch.Tensor] = None, # noise (B, *S); default N(0, I) drawn with `generator`
@@ -133,48 +88,117 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
                        ) -> Dict[str, torch.Tensor]: # 'flow_loss', 'cd_loss', 'loss' (0-d), and 'cd_value', 'negatives' when λ > 0
         "The two terms of the energy-matching loss for the data batch `x1`, and their sum."
         mk = model_kwargs or {}
-        if self.model.training and _dtensor_parameters(self.model):
+        if self.model.training and dtensor_parameters(self.model):
             raise RuntimeError("EnergyMatchingLoss: the flow term backpropagates through ∇ₓV (a second-order backward), "
                                "which cannot run on sharded (DTensor/FSDP2) parameters; train with DDP or unsharded parameters")
         given_x0 = x0 is not None
         generator = resolve_generator(generator, self.device)
         x0, x1, weights, t, xt, ut = self.sample_path(x1, x0, generator)
-        B = x1.shape[0]
-        sigma = self.sigma
-        if sigma > 0: xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
-        grad = self.potential_gradient(xt, mk, create_graph=torch.is_grad_enabled())
-        per_sample = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((grad + ut).square())   # (−∇V − u_t)²
-        if self.loss_weight_fn is not None: per_sample = per_sample * self.loss_weight_fn(t)
-        flow_loss = per_sample.mean() if weights is None else (weights * per_sample).sum() / weights.sum()
-        terms: Dict[str, torch.Tensor] = {'flow_loss': flow_loss}
-        lambda_cd = self.lambda_cd
-        if lambda_cd > 0:
-            negatives = self.sample_negatives(x1, x0 if given_x0 else None, mk, generator)
-            with self.autocast_context():
-                positive_energy = self.model(x1, **mk)
-                negative_energy = self.model(negatives, **mk)
-            cd_value = positive_energy.mean() - trimmed_mean(negative_energy, self.cd_trim_fraction)
-            cd_loss = lambda_cd * cd_value
-            if self.cd_clamp is not None: cd_loss = cd_loss.clamp(min=-self.cd_clamp)
-            terms.update(cd_value=cd_value, negatives=negatives)
+        terms: Dict[str, torch.Tensor] = {'flow_loss': self._flow_term(xt, ut, t, weights, mk, generator)}
+        if self.lambda_cd > 0:
+            terms.update(self._contrastive_term(x1, x0 if given_x0 else None, mk, generator))
         else:
-            cd_loss = flow_loss.new_zeros(())
-        terms.update(cd_loss=cd_loss, loss=flow_loss + cd_loss)
+            terms['cd_loss'] = terms['flow_loss'].new_zeros(())
+        terms['loss'] = terms['flow_loss'] + terms['cd_loss']
         return terms
-
-    def compute_loss(self, x: torch.Tensor, # data (B, *S)
-                     *args,
-                     x0: Optional[torch.Tensor] = None, # noise (B, *S); default N(0, I)
-                     model_kwargs: Optional[Dict[str, Any]] = None, # conditioning
-                     generator: Optional[torch.Generator] = None, # RNG of every draw
-                     **kwargs, # deprecated bare conditioning
-                    ) -> torch.Tensor: # 0-d
-        "Probe, CFG dropout, then flow term + contrastive term."
-        generator = resolve_generator(generator, self.device)
-        mk = self._prepare_conditioning(x, None, model_kwargs, kwargs, generator)
-        return self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)['loss']
 
     def __repr__(self):
         return (f"EnergyMatchingLoss(model={type(self.model).__name__}, coupling={type(self.coupling).__name__}, "
                 f"interpolant={type(self.interpolant).__name__}, sigma={self.sigma:g}, lambda_cd={self.lambda_cd:g}, "
                 f"epsilon_max={self.epsilon_max:g}, tau_star={self.tau_star:g})")
+
+# %% ../../nbs/40_losses/05_energy_matching.ipynb #17bf01a9
+@patch
+def _check_options(self: EnergyMatchingLoss, noise_fraction, cd_trim_fraction, cd_clamp, langevin_dt, flow_weight_cutoff,
+                   n_langevin_steps) -> None:
+    "Validate and store the scalar options (ValueError naming the option and its value)."
+    self.noise_fraction = check_real(noise_fraction, 'noise_fraction')
+    if not 0.0 <= self.noise_fraction <= 1.0: raise ValueError(f"noise_fraction must be in [0, 1]; got {noise_fraction}")
+    self.cd_trim_fraction = check_real(cd_trim_fraction, 'cd_trim_fraction')
+    if not 0.0 <= self.cd_trim_fraction < 1.0: raise ValueError(f"cd_trim_fraction must be in [0, 1); got {cd_trim_fraction}")
+    self.cd_clamp = None if cd_clamp is None else check_real(cd_clamp, 'cd_clamp')
+    if self.cd_clamp is not None and self.cd_clamp < 0: raise ValueError(f"cd_clamp must be ≥ 0 or None; got {cd_clamp}")
+    self.langevin_dt = check_real(langevin_dt, 'langevin_dt')
+    if not self.langevin_dt > 0: raise ValueError(f"langevin_dt must be positive; got {langevin_dt}")
+    self.flow_weight_cutoff = check_real(flow_weight_cutoff, 'flow_weight_cutoff')
+    self.n_langevin_steps = check_int(n_langevin_steps, 'n_langevin_steps', minimum=1)
+
+# %% ../../nbs/40_losses/05_energy_matching.ipynb #b767fa99
+@patch
+def potential_gradient(self: EnergyMatchingLoss,
+                       x: torch.Tensor, # points (B, *S)
+                       model_kwargs: Optional[dict] = None, # conditioning
+                       create_graph: bool = True, # keep the graph so the loss can be differentiated through ∇V
+                      ) -> torch.Tensor: # ∇ₓV(x), shaped like x
+    "∇ₓV at `x`, differentiable with respect to the parameters when `create_graph`."
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        with self.autocast_context():
+            energy = self.model(x, **(model_kwargs or {}))
+        if energy.shape != x.shape[:1]:
+            raise ValueError(f"the potential must return energies of shape ({x.shape[0]},); got {tuple(energy.shape)}")
+        (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
+    return grad
+
+@patch
+def _flow_term(self: EnergyMatchingLoss, xt, ut, t, weights, mk: dict, generator) -> torch.Tensor:
+    "Σ w(t)·mean_flat((−∇V(x_t + σn) − u_t)²) / B, or the coupling-weighted mean (0-d)."
+    sigma = self.sigma
+    if sigma > 0: xt = xt + sigma * torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+    grad = self.potential_gradient(xt, mk, create_graph=torch.is_grad_enabled())
+    per_sample = compute_flow_weight(t, self.flow_weight_cutoff) * mean_flat((grad + ut).square())   # (−∇V − u_t)²
+    if self.loss_weight_fn is not None: per_sample = per_sample * self.loss_weight_fn(t)
+    return per_sample.mean() if weights is None else (weights * per_sample).sum() / weights.sum()
+
+# %% ../../nbs/40_losses/05_energy_matching.ipynb #6ee475d6
+@patch
+def sample_negatives(self: EnergyMatchingLoss,
+                     x1: torch.Tensor, # data (B, *S)
+                     x0: Optional[torch.Tensor] = None, # noise to start the noise chains from (permuted); default fresh N(0, I)
+                     model_kwargs: Optional[dict] = None, # conditioning, row-aligned with x1
+                     generator: Optional[torch.Generator] = None, # RNG of the starts and the chains
+                    ) -> torch.Tensor: # negatives (B, *S), detached; row i uses the conditioning of data row i
+    "Negatives: `noise_fraction` of the chains from noise with the temperature sweep, the rest from data at ε_max."
+    mk, B = model_kwargs or {}, x1.shape[0]
+    generator = resolve_generator(generator, x1.device)
+    n_noise = int(round(self.noise_fraction * B))
+    parts = []
+    with torch.no_grad():
+        if n_noise > 0:
+            if x0 is None: start = torch.randn((n_noise, *x1.shape[1:]), generator=generator, device=x1.device, dtype=x1.dtype)
+            else: start = x0[torch.randperm(B, generator=generator, device=x1.device)[:n_noise]]
+            _install_noise_scale(self.sampler, self._sweep)
+            parts.append(self.sampler.sample(x=start.detach(), n_steps=self.n_langevin_steps, generator=generator,
+                                             model_kwargs=_split_conditioning(mk, B, slice(0, n_noise))))
+        if n_noise < B:
+            _install_noise_scale(self.sampler, self._hold)
+            parts.append(self.sampler.sample(x=x1[n_noise:].detach(), n_steps=self.n_langevin_steps, generator=generator,
+                                             model_kwargs=_split_conditioning(mk, B, slice(n_noise, B))))
+    return torch.cat(parts).detach() if len(parts) > 1 else parts[0].detach()
+
+@patch
+def _contrastive_term(self: EnergyMatchingLoss, x1, x0, mk: dict, generator) -> Dict[str, torch.Tensor]:
+    "'cd_value' = mean V(x1) − trimmed mean V(negatives), 'cd_loss' = max(λ·value, −cd_clamp), and the 'negatives'."
+    negatives = self.sample_negatives(x1, x0, mk, generator)
+    with self.autocast_context():
+        positive_energy = self.model(x1, **mk)
+        negative_energy = self.model(negatives, **mk)
+    cd_value = positive_energy.mean() - trimmed_mean(negative_energy, self.cd_trim_fraction)
+    cd_loss = self.lambda_cd * cd_value
+    if self.cd_clamp is not None: cd_loss = cd_loss.clamp(min=-self.cd_clamp)
+    return {'cd_value': cd_value, 'negatives': negatives, 'cd_loss': cd_loss}
+
+# %% ../../nbs/40_losses/05_energy_matching.ipynb #53b21831
+@patch
+def compute_loss(self: EnergyMatchingLoss,
+                 x: torch.Tensor, # data (B, *S)
+                 *args,
+                 x0: Optional[torch.Tensor] = None, # noise (B, *S); default N(0, I)
+                 model_kwargs: Optional[Dict[str, Any]] = None, # conditioning
+                 generator: Optional[torch.Generator] = None, # RNG of every draw
+                 **kwargs, # deprecated bare conditioning
+                ) -> torch.Tensor: # 0-d
+    "Probe, CFG dropout, then flow term + contrastive term."
+    generator = resolve_generator(generator, self.device)
+    mk = self._prepare_conditioning(x, None, model_kwargs, kwargs, generator)
+    return self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)['loss']

@@ -9,12 +9,13 @@ import warnings
 from typing import Any, Callable, Dict, Literal, Optional, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .._deprecation import declare_deprecation
 from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
 from ..core.base_coupling import BaseCoupling
-from ..core.base_loss import BaseInterpolantLoss, _dtensor_parameters
+from ..core.base_loss import BaseInterpolantLoss, dtensor_parameters, as_module
 from ..core.base_module import resolve_generator, warn_once
 from ..core.base_scheduler import BaseScheduler
 from ..core.validation import check_bool, check_real
@@ -40,12 +41,22 @@ def _choice(value, name: str, allowed: tuple):
         if value in allowed: return value
     raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
+# %% ../../nbs/40_losses/04_equilibrium_matching.ipynb #4bf7c55b
+def _time_invariance(time_invariant: bool, model_time: Optional[str]) -> bool:
+    "`time_invariant`, or what the deprecated `model_time` ('zero' or 'true') asks for (with its warning)."
+    if model_time is None: return time_invariant
+    if model_time not in ('zero', 'true'):
+        raise ValueError(f"model_time must be 'zero', 'true' or None; got {model_time!r} (and it is "
+                         "deprecated: use time_invariant=True/False)")
+    _MODEL_TIME.warn(stacklevel=4)
+    return model_time == 'zero'
+
 # %% ../../nbs/40_losses/04_equilibrium_matching.ipynb #6e8d176d
 class EquilibriumMatchingLoss(BaseInterpolantLoss):
     "Equilibrium matching: regress a time-invariant field f(x) (or ∇g of an explicit energy) onto −u_t·c(t)."
     probe_time = 0.0  # the conditioning probe evaluates the field where it is trained: at t = 0
 
-    def __init__(self, model: nn.Module, # the field, called as model(x_t, t_model, **model_kwargs); may return (out, activations)
+    def __init__(self, model: Union[nn.Module, Callable], # the field, called as model(x_t, t_model, **model_kwargs); may return (out, activations); a module or a plain callable
                  prediction: Literal['velocity', 'score', 'noise'] = 'velocity', # what the output is regressed onto
                  energy_type: Literal['none', 'dot', 'l2', 'mean'] = 'none', # 'none': the output is the field; else the energy g it defines
                  interpolant: Union[str, BaseInterpolant] = 'linear', # the path: 'linear', 'cosine', 'vp' or an instance
@@ -66,9 +77,9 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Optional[Union[str, torch.device]] = None, # device of the loss computation
                  *args, **kwargs):
+        model = as_module(model, 'model')
         super().__init__(interpolant, coupling, train_eps, t_sampler, t_p_mean, t_p_std, loss_weight_fn, dtype, device,
                          *args, **kwargs)
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
         self.model = model
         self.prediction = _choice(prediction, 'prediction', _PREDICTIONS)
         self.energy_type = _choice(energy_type, 'energy_type', _ENERGY_TYPES)
@@ -76,46 +87,17 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
         if self.loss_weight is not None and self.prediction == 'velocity':
             warnings.warn(f"EquilibriumMatchingLoss: loss_weight={loss_weight!r} only weights prediction='score' or "
                           "'noise'; it has no effect with prediction='velocity'", UserWarning, stacklevel=2)
-        if not (callable(ct) or isinstance(ct, str) and ct in _CT_KINDS):
-            raise ValueError(f"ct must be one of 'truncated', 'linear', 'constant' or a callable t -> c(t); got {ct!r}")
-        self.ct = ct
-        self.ct_threshold = check_real(ct_threshold, 'ct_threshold')
-        self.ct_multiplier = check_real(ct_multiplier, 'ct_multiplier')
-        if ct == 'truncated' and not 0.0 < self.ct_threshold < 1.0:
-            raise ValueError(f"ct_threshold must be in (0, 1) for ct='truncated'; got {ct_threshold} (use ct='linear' "
-                             "or ct='constant' for the endpoints)")
+        self._configure_target_scale(ct, ct_threshold, ct_multiplier)
         for name, value in (('apply_dispersion', apply_dispersion), ('time_invariant', time_invariant)):
             check_bool(value, name)
         self.apply_dispersion = apply_dispersion
         self.dispersion_weight = check_real(dispersion_weight, 'dispersion_weight')
-        if model_time is not None:
-            if model_time not in ('zero', 'true'):
-                raise ValueError(f"model_time must be 'zero', 'true' or None; got {model_time!r} (and it is "
-                                 "deprecated: use time_invariant=True/False)")
-            _MODEL_TIME.warn()
-            time_invariant = model_time == 'zero'
-        self.time_invariant = time_invariant
+        self.time_invariant = _time_invariance(time_invariant, model_time)
 
     @property
     def explicit(self) -> bool:
         "True when the output defines an explicit scalar energy (energy_type 'dot', 'mean' or 'l2')."
         return self.energy_type != 'none'
-
-    def target_scale(self, t: torch.Tensor, # times (B,)
-                    ) -> torch.Tensor: # c(t), shape (B,)
-        "The target scale c(t) chosen by `ct`."
-        if self.ct == 'truncated': return compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
-        if self.ct == 'linear': return (1.0 - t) * self.ct_multiplier
-        if self.ct == 'constant': return torch.full_like(t, self.ct_multiplier)
-        return self.ct(t) * self.ct_multiplier
-
-    def energy(self, x: torch.Tensor, # points (B, *S)
-               output: torch.Tensor, # the model's output at x, shaped like x
-              ) -> torch.Tensor: # g(x), shape (B,)
-        "The explicit energy g(x): Σ x·f(x) for 'dot'/'mean', −½‖f(x)‖² for 'l2'."
-        dims = tuple(range(1, x.ndim))
-        if self.energy_type == 'l2': return -0.5 * output.square().sum(dims)
-        return (x * output).sum(dims)
 
     def training_losses(self, x1: torch.Tensor, # data (B, *S)
                         model_kwargs: Optional[Dict[str, Any]] = None, # conditioning passed to the model
@@ -124,48 +106,17 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
                        ) -> Dict[str, torch.Tensor]: # 'loss' (B,), 'pred', 'weights' (B,) or None, and 'energy' (B,) for explicit energies
         "Per-sample equilibrium-matching losses for the data batch `x1`."
         mk = model_kwargs or {}
-        explicit = self.energy_type != 'none'
-        if explicit and self.model.training and _dtensor_parameters(self.model):
+        if self.energy_type != 'none' and self.model.training and dtensor_parameters(self.model):
             raise RuntimeError("EquilibriumMatchingLoss: explicit energies backpropagate through ∇ₓg (a second-order "
                                "backward), which cannot run on sharded (DTensor/FSDP2) parameters; train with "
                                "energy_type='none', or with DDP or unsharded parameters")
         generator = resolve_generator(generator, self.device)
         x0, x1, weights, t, xt, ut = self.sample_path(x1, x0, generator)
         t_model = torch.zeros_like(t) if self.time_invariant else t
-        build_graph = torch.is_grad_enabled()
-        if explicit: xt = xt.detach().requires_grad_(True)
-        with torch.enable_grad() if explicit else contextlib.nullcontext():
-            with self.autocast_context():
-                output = self.model(xt, t_model, **mk)
-            activations = None
-            if isinstance(output, (tuple, list)): output, activations = output[0], (output[1] if len(output) > 1 else None)
-            terms = {'pred': output}
-            if explicit:
-                g = self.energy(xt, output)
-                (field,) = torch.autograd.grad(g.sum(), xt, create_graph=build_graph)
-                terms['energy'] = g if build_graph else g.detach()
-            else:
-                field = output
-        if self.prediction == 'velocity':
-            c = expand_t_like_x(self.target_scale(t), xt)
-            loss = mean_flat(torch.addcmul(field, ut, c).square())     # f − (−u_t·c(t))
-        else:
-            sigma = expand_t_like_x(self.interpolant.compute_sigma_t(t)[0], xt)
-            residual = field - x0 if self.prediction == 'noise' else field * sigma + x0
-            squared = residual.square()
-            if self.loss_weight is not None:
-                drift_var = self.interpolant.compute_drift(xt, t)[1]
-                squared = squared * ((drift_var / sigma).square() if self.loss_weight == 'velocity' else drift_var / sigma.square())
-            loss = mean_flat(squared)
+        field, terms, activations = self._field_at(xt, t_model, mk)
+        loss = self._residual_loss(field, xt, x0, ut, t)
         if self.loss_weight_fn is not None: loss = loss * self.loss_weight_fn(t)
-        if self.apply_dispersion:
-            if isinstance(activations, (list, tuple)): activations = activations[-1] if len(activations) else None
-            if activations is None:
-                warn_once(f"eqm-no-activations:{type(self.model).__qualname__}",
-                          "EquilibriumMatchingLoss: apply_dispersion=True but the model returned no activations "
-                          "(return (output, activations) from forward); the dispersive term is skipped", UserWarning)
-            else:
-                loss = loss + self.dispersion_weight * dispersive_loss(activations)
+        if self.apply_dispersion: loss = self._dispersion(loss, activations)
         terms.update(loss=loss, weights=weights)
         return terms
 
@@ -174,3 +125,78 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
         return (f"EquilibriumMatchingLoss(model={type(self.model).__name__}, prediction={self.prediction!r}, "
                 f"energy_type={self.energy_type!r}, interpolant={type(self.interpolant).__name__}, ct={ct!r}, "
                 f"time_invariant={self.time_invariant})")
+
+# %% ../../nbs/40_losses/04_equilibrium_matching.ipynb #5b1f403a
+@patch
+def _configure_target_scale(self: EquilibriumMatchingLoss, ct, ct_threshold, ct_multiplier) -> None:
+    "Check and store `ct`, its threshold a (in (0, 1) when truncated) and its multiplier λ."
+    if not (callable(ct) or isinstance(ct, str) and ct in _CT_KINDS):
+        raise ValueError(f"ct must be one of 'truncated', 'linear', 'constant' or a callable t -> c(t); got {ct!r}")
+    self.ct = ct
+    self.ct_threshold = check_real(ct_threshold, 'ct_threshold')
+    self.ct_multiplier = check_real(ct_multiplier, 'ct_multiplier')
+    if ct == 'truncated' and not 0.0 < self.ct_threshold < 1.0:
+        raise ValueError(f"ct_threshold must be in (0, 1) for ct='truncated'; got {ct_threshold} (use ct='linear' "
+                         "or ct='constant' for the endpoints)")
+
+@patch
+def target_scale(self: EquilibriumMatchingLoss, t: torch.Tensor, # times (B,)
+                ) -> torch.Tensor: # c(t), shape (B,)
+    "The target scale c(t) chosen by `ct`."
+    if self.ct == 'truncated': return compute_eqm_ct(t, self.ct_threshold, self.ct_multiplier)
+    if self.ct == 'linear': return (1.0 - t) * self.ct_multiplier
+    if self.ct == 'constant': return torch.full_like(t, self.ct_multiplier)
+    return self.ct(t) * self.ct_multiplier
+
+@patch
+def energy(self: EquilibriumMatchingLoss, x: torch.Tensor, # points (B, *S)
+           output: torch.Tensor, # the model's output at x, shaped like x
+          ) -> torch.Tensor: # g(x), shape (B,)
+    "The explicit energy g(x): Σ x·f(x) for 'dot'/'mean', −½‖f(x)‖² for 'l2'."
+    dims = tuple(range(1, x.ndim))
+    if self.energy_type == 'l2': return -0.5 * output.square().sum(dims)
+    return (x * output).sum(dims)
+
+# %% ../../nbs/40_losses/04_equilibrium_matching.ipynb #e898f736
+@patch
+def _field_at(self: EquilibriumMatchingLoss, xt: torch.Tensor, t_model: torch.Tensor, mk: dict):
+    "(field, terms, activations): the regressed field at x_t — the output, or ∇g for explicit energies — and the outputs to return."
+    explicit, build_graph = self.energy_type != 'none', torch.is_grad_enabled()
+    if explicit: xt = xt.detach().requires_grad_(True)
+    with torch.enable_grad() if explicit else contextlib.nullcontext():
+        with self.autocast_context():
+            output = self.model(xt, t_model, **mk)
+        activations = None
+        if isinstance(output, (tuple, list)): output, activations = output[0], (output[1] if len(output) > 1 else None)
+        terms = {'pred': output}
+        if not explicit: return output, terms, activations
+        g = self.energy(xt, output)
+        (field,) = torch.autograd.grad(g.sum(), xt, create_graph=build_graph)
+        terms['energy'] = g if build_graph else g.detach()
+    return field, terms, activations
+
+@patch
+def _residual_loss(self: EquilibriumMatchingLoss, field, xt, x0, ut, t) -> torch.Tensor:
+    "Per-sample mean squared residual: f + u_t·c(t) for velocity; the (weighted) noise or score forms otherwise."
+    if self.prediction == 'velocity':
+        c = expand_t_like_x(self.target_scale(t), xt)
+        return mean_flat(torch.addcmul(field, ut, c).square())     # f − (−u_t·c(t))
+    sigma = expand_t_like_x(self.interpolant.compute_sigma_t(t)[0], xt)
+    residual = field - x0 if self.prediction == 'noise' else field * sigma + x0
+    squared = residual.square()
+    if self.loss_weight is not None:
+        drift_var = self.interpolant.compute_drift(xt, t)[1]
+        squared = squared * ((drift_var / sigma).square() if self.loss_weight == 'velocity' else drift_var / sigma.square())
+    return mean_flat(squared)
+
+# %% ../../nbs/40_losses/04_equilibrium_matching.ipynb #80dc50bc
+@patch
+def _dispersion(self: EquilibriumMatchingLoss, loss: torch.Tensor, activations) -> torch.Tensor:
+    "loss + dispersion_weight · dispersive_loss(last activations), or loss with a one-time warning when there are none."
+    if isinstance(activations, (list, tuple)): activations = activations[-1] if len(activations) else None
+    if activations is None:
+        warn_once(f"eqm-no-activations:{type(self.model).__qualname__}",
+                  "EquilibriumMatchingLoss: apply_dispersion=True but the model returned no activations "
+                  "(return (output, activations) from forward); the dispersive term is skipped", UserWarning)
+        return loss
+    return loss + self.dispersion_weight * dispersive_loss(activations)

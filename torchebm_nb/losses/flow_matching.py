@@ -11,7 +11,7 @@ from torch import nn
 
 from ..core.base_interpolant import BaseInterpolant
 from ..core.base_coupling import BaseCoupling
-from ..core.base_loss import BaseInterpolantLoss
+from ..core.base_loss import BaseInterpolantLoss, as_module
 from ..core.base_module import resolve_generator
 from ..core.base_scheduler import BaseScheduler
 from ..core.validation import check_bool
@@ -25,7 +25,7 @@ class FlowMatchingLoss(BaseInterpolantLoss):
     "Conditional flow matching: the per-sample mean of (v(x_t, t) − u_t)², or against −u_t with `negate_velocity`."
     probe_time = 0.5  # the conditioning probe evaluates the field mid-path
 
-    def __init__(self, model: nn.Module, # the field v(x, t), called as model(x_t, t, **model_kwargs)
+    def __init__(self, model: Union[nn.Module, Callable], # the field v(x, t), called as model(x_t, t, **model_kwargs): a module or a plain callable
                  interpolant: Union[str, BaseInterpolant] = 'linear', # the path: 'linear', 'cosine', 'vp' or an instance
                  coupling: Union[str, BaseCoupling, None] = None, # how noise and data are paired: None (as drawn), 'ot', 'sinkhorn', … or an instance
                  train_eps: Union[float, BaseScheduler] = 0.0, # keep t in [eps, 1 − eps]
@@ -37,9 +37,9 @@ class FlowMatchingLoss(BaseInterpolantLoss):
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Optional[Union[str, torch.device]] = None, # device of the loss computation
                  *args, **kwargs):
+        model = as_module(model, 'model')
         super().__init__(interpolant, coupling, train_eps, t_sampler, t_p_mean, t_p_std, loss_weight_fn, dtype, device,
                          *args, **kwargs)
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
         self.negate_velocity = check_bool(negate_velocity, 'negate_velocity')
         self.model = model
 

@@ -9,9 +9,10 @@ import warnings
 from typing import Callable, Optional, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
-from ..core.base_loss import BaseScoreMatching, _dtensor_parameters
+from ..core.base_loss import BaseScoreMatching, dtensor_parameters
 from ..core.base_model import BaseModel
 from ..core.base_module import resolve_generator
 from ..core.validation import check_int
@@ -100,38 +101,41 @@ class ScoreMatching(BaseScoreMatching):
         if model_kwargs:
             raise NotImplementedError("ScoreMatching: exact mode does not support conditioning; use "
                                       "hessian_method='approx', DenoisingScoreMatching or a conditional loss")
-        if _dtensor_parameters(self.model):
+        if dtensor_parameters(self.model):
             raise NotImplementedError("ScoreMatching: exact mode does not support DTensor (FSDP2-sharded) parameters; "
                                       "use SlicedScoreMatching or DenoisingScoreMatching with use_autograd=False")
         return self._exact_score_matching(x)
 
-    def _exact_score_matching(self, x: torch.Tensor) -> torch.Tensor:
-        "mean_b[½‖∇log p(x_b)‖² + tr ∇² log p(x_b)], one sample at a time with vmap + jacrev."
-        energy_fn = self._energy_fn()
-        def log_density(point):                      # one sample (*S) -> log p = −E, a scalar
-            energy = energy_fn(point.unsqueeze(0))
-            if energy.shape != (1,):
-                raise ValueError(f"the model must return energies of shape (B,); got {tuple(energy.shape)} for a batch of 1")
-            return -energy[0]
-        score = torch.func.grad(log_density)
-        def score_twice(point):
-            s = score(point); return s, s            # jacrev differentiates the first, returns the second as aux
-        def per_sample(point):
-            hessian, s = torch.func.jacrev(score_twice, has_aux=True)(point)
-            d = point.numel()
-            return 0.5 * s.square().sum() + hessian.reshape(d, d).diagonal().sum()
-        return torch.func.vmap(per_sample)(x).mean()
-
-    def _approx_score_matching(self, x: torch.Tensor, model_kwargs: dict, generator) -> torch.Tensor:
-        "mean_b[½‖∇E‖² − (∇E(x+εn) − ∇E(x))·εn / (ε²D)] (TorchEBM's estimator, including its 1/D)."
-        d = x[0].numel()
-        grad = self.compute_score(x, model_kwargs=model_kwargs)
-        step = _APPROX_EPSILON * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        shifted = self.compute_score(x, noise=step, model_kwargs=model_kwargs)
-        trace = _dot(shifted - grad, step) / (_APPROX_EPSILON ** 2 * d)
-        return (0.5 * _square_norm(grad) - trace).mean()
-
     def __repr__(self): return f"ScoreMatching(model={type(self.model).__name__}, hessian_method={self.hessian_method!r})"
+
+# %% ../../nbs/40_losses/01_score_matching.ipynb #049c4796
+@patch
+def _exact_score_matching(self: ScoreMatching, x: torch.Tensor) -> torch.Tensor:
+    "mean_b[½‖∇log p(x_b)‖² + tr ∇² log p(x_b)], one sample at a time with vmap + jacrev."
+    energy_fn = self._energy_fn()
+    def log_density(point):                      # one sample (*S) -> log p = −E, a scalar
+        energy = energy_fn(point.unsqueeze(0))
+        if energy.shape != (1,):
+            raise ValueError(f"the model must return energies of shape (B,); got {tuple(energy.shape)} for a batch of 1")
+        return -energy[0]
+    score = torch.func.grad(log_density)
+    def score_twice(point):
+        s = score(point); return s, s            # jacrev differentiates the first, returns the second as aux
+    def per_sample(point):
+        hessian, s = torch.func.jacrev(score_twice, has_aux=True)(point)
+        d = point.numel()
+        return 0.5 * s.square().sum() + hessian.reshape(d, d).diagonal().sum()
+    return torch.func.vmap(per_sample)(x).mean()
+
+@patch
+def _approx_score_matching(self: ScoreMatching, x: torch.Tensor, model_kwargs: dict, generator) -> torch.Tensor:
+    "mean_b[½‖∇E‖² − (∇E(x+εn) − ∇E(x))·εn / (ε²D)] (TorchEBM's estimator, including its 1/D)."
+    d = x[0].numel()
+    grad = self.compute_score(x, model_kwargs=model_kwargs)
+    step = _APPROX_EPSILON * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    shifted = self.compute_score(x, noise=step, model_kwargs=model_kwargs)
+    trace = _dot(shifted - grad, step) / (_APPROX_EPSILON ** 2 * d)
+    return (0.5 * _square_norm(grad) - trace).mean()
 
 # %% ../../nbs/40_losses/01_score_matching.ipynb #eb0fc54f
 class DenoisingScoreMatching(BaseScoreMatching):
@@ -206,17 +210,6 @@ class SlicedScoreMatching(BaseScoreMatching):
         return _score_matching_forward(self, x, args, y, model_kwargs, generator, kwargs,
                                        "conditioning is not supported; use DenoisingScoreMatching or a conditional loss")
 
-    def _random_projections(self, shape: torch.Size, # (n_projections·B, *S)
-                            like: torch.Tensor, # gives device and dtype
-                            generator: Optional[torch.Generator]) -> torch.Tensor:
-        "Random directions with E[vvᵀ] = I, of the configured type."
-        v = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
-        if self.projection_type == 'rademacher': return v.sign()
-        if self.projection_type == 'sphere':
-            flat = v.reshape(shape[0], -1)
-            return (flat * (math.sqrt(flat.shape[1]) / flat.norm(dim=1, keepdim=True))).reshape(shape)
-        return v
-
     def compute_loss(self, x: torch.Tensor, # data batch (B, *S)
                      *args, model_kwargs: Optional[dict] = None, # not supported (NotImplementedError)
                      generator: Optional[torch.Generator] = None, # RNG of the projections (or int seed)
@@ -239,3 +232,17 @@ class SlicedScoreMatching(BaseScoreMatching):
     def __repr__(self):
         return (f"SlicedScoreMatching(model={type(self.model).__name__}, n_projections={self.n_projections}, "
                 f"projection_type={self.projection_type!r})")
+
+# %% ../../nbs/40_losses/01_score_matching.ipynb #bd8e16d9
+@patch
+def _random_projections(self: SlicedScoreMatching,
+                        shape: torch.Size, # (n_projections·B, *S)
+                        like: torch.Tensor, # gives device and dtype
+                        generator: Optional[torch.Generator]) -> torch.Tensor:
+    "Random directions with E[vvᵀ] = I, of the configured type."
+    v = torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    if self.projection_type == 'rademacher': return v.sign()
+    if self.projection_type == 'sphere':
+        flat = v.reshape(shape[0], -1)
+        return (flat * (math.sqrt(flat.shape[1]) / flat.norm(dim=1, keepdim=True))).reshape(shape)
+    return v

@@ -9,6 +9,7 @@ from typing import Callable, Literal, Optional, Union
 import torch
 from torch import nn
 
+from ..core.base_loss import as_module
 from ..core.base_model import BaseModel, _check_input
 from ..core.base_module import substitute_condition
 from ..core.base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
@@ -22,11 +23,11 @@ _EQM_ENERGY_TYPES = ('dot', 'mean', 'l2', 'implicit')
 
 class EqMEnergy(BaseModel):
     "The scalar energy of an equilibrium-matching field f(x) = field(x, 0): Σx·f ('dot', 'mean'), −½‖f‖² ('l2'), or f as the gradient ('implicit')."
-    def __init__(self, field: nn.Module, # the field, called as field(x, t, **model_kwargs), output shaped like x
+    def __init__(self, field: Union[nn.Module, Callable], # the field, called as field(x, t, **model_kwargs), output shaped like x; a module or a plain callable
                  energy_type: Literal['dot', 'mean', 'l2', 'implicit'] = 'dot', # how the field defines the energy
                 ):
+        field = as_module(field, 'field')
         super().__init__()
-        if not isinstance(field, nn.Module): raise TypeError(f"field must be an nn.Module; got {type(field).__name__}")
         if energy_type not in _EQM_ENERGY_TYPES:
             raise ValueError(f"energy_type must be one of 'dot', 'mean', 'l2', 'implicit'; got {energy_type!r}")
         self.field, self.energy_type = field, energy_type
@@ -111,13 +112,13 @@ class InteractionModel(Schedulable, BaseModel):
 # %% ../../nbs/50_data_models/18_wrappers.ipynb #e5b93d3f
 class ClassifierFreeGuidance(BaseModel):
     "Classifier-free guidance uncond + w·(cond − uncond), computed in one 2B-batched call of the wrapped model."
-    def __init__(self, model: nn.Module, # a conditional model taking y=
+    def __init__(self, model: Union[nn.Module, Callable], # a conditional model taking y=: a module or a plain callable
                  guidance_scale: float, # w (0: unconditional, 1: conditional)
                  null_condition: Union[int, float, torch.Tensor, Callable], # the null condition ∅ the model was trained with
                  guide_channels: Optional[int] = None, # guide only the first c channels (None: everything)
                 ):
+        model = as_module(model, 'model')
         super().__init__()
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
         if null_condition is None:
             raise ValueError("null_condition is required: the label id (e.g. num_classes), tensor or callable (y, mask) -> y "
                              "that the model was trained with as the unconditional input")

@@ -6,14 +6,16 @@
 from __future__ import annotations
 import math
 from enum import Enum
-from typing import Any, Dict, Literal, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .._deprecation import declare_deprecation
 from ..core.base_integrator import BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator
 from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
+from ..core.base_loss import as_module
 from ..core.base_sampler import BaseSampler, _ChainRecorder
 from ..core.base_scheduler import BaseScheduler
 from ..core.base_module import resolve_generator
@@ -55,16 +57,16 @@ _LEGACY_CONDITIONING = declare_deprecation(
     replacement='sample(..., model_kwargs={...}) or sample(..., y=...)',
     message='Bare keyword arguments are passed to the model as conditioning for now.')
 
-# %% ../../nbs/20_samplers/04_flow.ipynb #046047af
 def _as_prediction(prediction) -> PredictionType:
     if isinstance(prediction, PredictionType): return prediction
     try: return PredictionType(prediction)
     except ValueError:
         raise ValueError(f"prediction must be one of 'velocity', 'score', 'noise'; got {prediction!r}") from None
 
+# %% ../../nbs/20_samplers/04_flow.ipynb #046047af
 class FlowSampler(BaseSampler):
     "Sample a flow/diffusion model by integrating its field from noise (t=0) to data (t=1), as an ODE or an SDE."
-    def __init__(self, model: nn.Module, # the field network, called as model(x, t, **model_kwargs)
+    def __init__(self, model: Union[nn.Module, Callable], # the field, called as model(x, t, **model_kwargs): a module or a plain callable
                  mode: Literal['ode', 'sde'] = 'ode', # probability-flow ODE or reverse-time SDE
                  interpolant: Union[str, BaseInterpolant] = 'linear', # the path: 'linear', 'cosine', 'vp' or an instance
                  prediction: Literal['velocity', 'score', 'noise'] = 'velocity', # what the model predicts
@@ -80,136 +82,24 @@ class FlowSampler(BaseSampler):
                  device: Union[str, torch.device, None] = None, # device of the samples (default: the model's)
                  integrator: Union[str, BaseRungeKuttaIntegrator, None] = None, # ODE: any RK (default adaptive 'dopri5'); SDE: an SDE-RK (default 'euler_maruyama')
                 ):
-        super().__init__(model, dtype=dtype, device=device)
+        super().__init__(as_module(model, 'model'), dtype=dtype, device=device)
         if mode not in ('ode', 'sde'): raise ValueError(f"mode must be 'ode' or 'sde'; got {mode!r}")
         self.mode = mode
         self.interpolant = resolve_interpolant(interpolant, default='linear', owner='FlowSampler')
         self.prediction = _as_prediction(prediction)
-        for name, v in (('negate_velocity', negate_velocity), ('reverse', reverse)):
-            check_bool(v, name)
-        self.negate_velocity, self.reverse = negate_velocity, reverse
+        self.negate_velocity, self.reverse = check_bool(negate_velocity, 'negate_velocity'), check_bool(reverse, 'reverse')
         if negate_velocity and self.prediction is not PredictionType.VELOCITY:
             raise ValueError("negate_velocity=True needs prediction='velocity' (the model is an equilibrium-matching field)")
-        self._register_param('train_eps', train_eps)
-        self._register_param('sample_eps', sample_eps)
-        for name in ('train_eps', 'sample_eps'):
-            s = self.schedulers[name]
-            if not 0.0 <= s.get_value() < 0.5: raise ValueError(f"{name} must be in [0, 0.5); got {s.get_value()}")
-        sde_only = dict(diffusion_form=diffusion_form, diffusion_norm=diffusion_norm, last_step_size=last_step_size)
-        if mode == 'ode':
-            given = [k for k, v in sde_only.items() if v is not None] + (['last_step'] if last_step is not _UNSET else [])
-            if given: raise ValueError(f"{', '.join(given)} only apply to mode='sde'")
-            self.diffusion_form, self.diffusion_norm, self.last_step, self.last_step_size = None, None, None, 0.0
-            self.integrator = resolve_integrator(integrator, default='dopri5', family=BaseRungeKuttaIntegrator,
-                                                 owner='FlowSampler', device=self.device, dtype=self.dtype)
-        else:
-            if reverse: raise ValueError("reverse=True is only supported with mode='ode'")
-            self.diffusion_form = 'SBDM' if diffusion_form is None else diffusion_form
-            self.interpolant.compute_diffusion(torch.zeros(1, 1), torch.full((1,), 0.5), form=self.diffusion_form)  # validates the form
-            self.diffusion_norm = 1.0 if diffusion_norm is None else float(diffusion_norm)
-            if not self.diffusion_norm >= 0: raise ValueError(f"diffusion_norm must be ≥ 0; got {diffusion_norm}")
-            last_step = 'Mean' if last_step is _UNSET else last_step
-            if last_step is not None and last_step not in _LAST_STEPS:
-                raise ValueError(f"last_step must be one of 'Mean', 'Euler', 'Tweedie' or None; got {last_step!r}")
-            self.last_step = last_step
-            size = 0.04 if last_step_size is None else float(last_step_size)
-            if not 0.0 <= size < 1.0: raise ValueError(f"last_step_size must be in [0, 1); got {last_step_size}")
-            self.last_step_size = 0.0 if last_step is None else size
-            self.integrator = resolve_integrator(integrator, default='euler_maruyama', family=BaseSDERungeKuttaIntegrator,
-                                                 owner='FlowSampler', device=self.device, dtype=self.dtype)
-            if self.integrator.error_weights is not None:
-                raise ValueError(f"mode='sde' needs a fixed-step integrator; {type(self.integrator).__name__} is adaptive")
+        for name, value in (('train_eps', train_eps), ('sample_eps', sample_eps)):
+            eps = self._register_param(name, value).get_value()
+            if not 0.0 <= eps < 0.5: raise ValueError(f"{name} must be in [0, 0.5); got {eps}")
+        configure = self._configure_ode if mode == 'ode' else self._configure_sde
+        configure(integrator, diffusion_form, diffusion_norm, last_step, last_step_size)
 
     @property
     def train_eps(self) -> float: return self.schedulers['train_eps'].get_value()
     @property
     def sample_eps(self) -> float: return self.schedulers['sample_eps'].get_value()
-
-    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
-        "log N(z; 0, I) per sample, summed over all non-batch dimensions."
-        d = z[0].numel()
-        return -0.5 * z.reshape(z.shape[0], -1).square().sum(-1) - 0.5 * d * math.log(2 * math.pi)
-
-    def _interval(self) -> Tuple[float, float]:
-        "The integration interval (t0, t1), away from the endpoints where the chosen field is singular."
-        eps, sde, last = self.sample_eps, self.mode == 'sde', self.last_step_size
-        t0, t1 = 0.0, 1.0
-        if isinstance(self.interpolant, VariancePreservingInterpolant):
-            t1 = 1.0 - eps if (not sde or last == 0.0) else 1.0 - last
-        elif self.prediction is not PredictionType.VELOCITY or sde:
-            t0 = eps if ((self.diffusion_form == 'SBDM' and sde) or self.prediction is not PredictionType.VELOCITY) else 0.0
-            t1 = 1.0 - eps if (not sde or last == 0.0) else 1.0 - last
-        return t0, t1
-
-    def _check_interval(self, t0: float, t1: float) -> None:
-        "Refuse, before any work, an interval whose endpoints make a coefficient of the chosen field infinite."
-        interp, pred, sde = self.interpolant, self.prediction, self.mode == 'sde'
-        t = torch.tensor([t0, t1], dtype=torch.float64)
-        x = torch.ones(2, 1, dtype=torch.float64)
-        checks = []
-        if pred is not PredictionType.VELOCITY: checks.append(("the score-to-velocity drift α'/α", interp.compute_d_alpha_alpha_ratio_t(t)))
-        if pred is PredictionType.NOISE: checks.append(('the noise-to-score factor 1/σ', 1.0 / interp.compute_sigma_t(t)[0]))
-        if sde:
-            checks.append((f"the {self.diffusion_form!r} diffusion", self._diffusion(x, t).reshape(-1)))
-            if pred is PredictionType.VELOCITY: checks.append(('the velocity-to-score conversion', interp.velocity_to_score(x, x, t).reshape(-1)))
-        for what, values in checks:
-            bad = [float(v) for v, ok in zip(t, torch.isfinite(values)) if not ok]
-            if bad:
-                raise ValueError(f"FlowSampler: {what} is not finite at t={bad[0]:g} on the {type(interp).__name__} path "
-                                 f"(interval [{t0:g}, {t1:g}]); set sample_eps > 0 (e.g. 1e-3) to stay off that endpoint")
-
-    # ---- the fields ---------------------------------------------------------------------------------
-    def _model(self, x, t, model_kwargs):
-        out = self.model(x, t, **model_kwargs)
-        return out[0] if isinstance(out, (tuple, list)) else out
-
-    def _fields(self, x, t, model_kwargs, need_score: bool):
-        "(velocity, score or None) from one model evaluation."
-        interp, pred = self.interpolant, self.prediction
-        if pred is PredictionType.VELOCITY:
-            v = -self._model(x, torch.zeros_like(t), model_kwargs) if self.negate_velocity else self._model(x, t, model_kwargs)
-            return v, (interp.velocity_to_score(v, x, t) if need_score else None)
-        out = self._model(x, t, model_kwargs)
-        s = out if pred is PredictionType.SCORE else out / -expand_t_like_x(interp.compute_sigma_t(t)[0], x)
-        drift_mean, drift_var = interp.compute_drift(x, t)
-        return -drift_mean + drift_var * s, s
-
-    def _ode_drift(self, model_kwargs):
-        return lambda x, t: self._fields(x, t, model_kwargs, need_score=False)[0]
-
-    def _diffusion(self, x, t):
-        return self.interpolant.compute_diffusion(x, t, form=self.diffusion_form, norm=self.diffusion_norm)
-
-    def _sde_drift(self, model_kwargs):
-        def drift(x, t):
-            v, s = self._fields(x, t, model_kwargs, need_score=True)
-            return v + self._diffusion(x, t) * s
-        return drift
-
-    def _last_step(self, x, t1: float, model_kwargs):
-        if self.last_step is None or self.last_step_size == 0.0: return x
-        t = torch.full((x.shape[0],), t1, device=x.device, dtype=x.dtype)
-        delta = self.last_step_size
-        if self.last_step == 'Mean': return x + self._sde_drift(model_kwargs)(x, t) * delta
-        if self.last_step == 'Euler': return x + self._ode_drift(model_kwargs)(x, t) * delta
-        _, s = self._fields(x, t, model_kwargs, need_score=True)
-        alpha = expand_t_like_x(self.interpolant.compute_alpha_t(t)[0], x)
-        sigma = expand_t_like_x(self.interpolant.compute_sigma_t(t)[0], x)
-        return (x + sigma.square() * s) / alpha
-
-    # ---- sampling -----------------------------------------------------------------------------------
-    def _conditioning(self, y, model_kwargs, legacy: dict) -> dict:
-        removed = [k for k in legacy if k in _REMOVED_SAMPLE_KWARGS]
-        if removed:
-            hints = '; '.join(f"{k}: {_REMOVED_SAMPLE_KWARGS[k]}" for k in removed)
-            raise TypeError(f"FlowSampler.sample() no longer accepts {', '.join(map(repr, removed))} ({hints})")
-        mk = self._merge_condition(model_kwargs, y)
-        if legacy:
-            _LEGACY_CONDITIONING.warn(stacklevel=3)
-            clash = sorted(set(legacy) & set(mk))
-            if clash: raise ValueError(f"conditioning given twice (as bare keywords and in model_kwargs/y): {clash}")
-            mk.update(self._prepare_model_kwargs(legacy))
-        return mk
 
     @torch.no_grad()
     def sample(self, x: Optional[torch.Tensor] = None, dim: Union[int, Tuple[int, ...], None] = None,
@@ -231,45 +121,207 @@ class FlowSampler(BaseSampler):
         t0, t1 = self._interval()
         self._check_interval(t0, t1)
         start, end = (t1, t0) if self.reverse else (t0, t1)
-        if adaptive:
-            x = self.integrator.integrate({'x': x}, (end - start) / n_steps, n_steps, drift=self._ode_drift(mk),
-                                          t=torch.tensor([start, end], dtype=torch.float64))['x']
-            recorder = _ChainRecorder(x, 1, False, return_diagnostics, ('mean', 'var'))
-            if return_diagnostics:
-                recorder.record(0, x, None, None); recorder.diagnostics['t'] = x.new_full((1,), end)
-            self._report_nonfinite_final(x)
-            return recorder.result(x)
-        n_kept = n_steps // thin
-        recorder = _ChainRecorder(x, n_kept, return_trajectory, return_diagnostics, ('mean', 'var'))
-        if return_diagnostics: recorder.diagnostics['t'] = x.new_zeros(n_kept)
-        sde = self.mode == 'sde'
-        drift = self._sde_drift(mk) if sde else self._ode_drift(mk)
-        noise = torch.empty_like(x) if sde else None
-        times = [start + (end - start) * i / n_steps for i in range(n_steps + 1)]
-        schedulers = self._all_schedulers()
-        for i in range(n_steps):
-            h = times[i + 1] - times[i]
-            if sde:
-                x = self.integrator.step({'x': x}, h, drift=drift, diffusion=self._diffusion, t=times[i],
-                                         noise=noise.normal_(generator=generator), generator=generator)['x']
-            else:
-                x = self.integrator.step({'x': x}, h, drift=drift, t=times[i])['x']
-            for s in schedulers: s.step()
-            if recorder.active and (i + 1) % thin == 0:
-                j = (i + 1) // thin - 1
-                recorder.record(j, x, None, None)
-                if return_diagnostics: recorder.diagnostics['t'][j] = times[i + 1]
-        if sde:
-            x = self._last_step(x, end, mk)
-            if recorder.active and n_kept: recorder.record(n_kept - 1, x, None, None)
-        self._report_nonfinite_final(x)
-        return recorder.result(x)
-
-    def _report_nonfinite_final(self, x: torch.Tensor) -> None:
-        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).sum().reshape(1)
-        self._report_nonfinite(bad, 1, 1, x.shape[0])
+        if adaptive: return self._sample_adaptive(x, start, end, n_steps, return_diagnostics, mk)
+        return self._sample_fixed(x, start, end, n_steps, thin, return_trajectory, return_diagnostics, mk, generator)
 
     def __repr__(self):
         return (f"FlowSampler(model={type(self.model).__name__}, mode={self.mode!r}, "
                 f"interpolant={type(self.interpolant).__name__}, prediction={self.prediction.value!r}, "
                 f"integrator={type(self.integrator).__name__})")
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #d020a7da
+@patch
+def _configure_ode(self: FlowSampler, integrator, diffusion_form, diffusion_norm, last_step, last_step_size) -> None:
+    "ODE mode: no SDE-only option may be given; any Runge–Kutta integrator (default adaptive 'dopri5')."
+    sde_only = dict(diffusion_form=diffusion_form, diffusion_norm=diffusion_norm, last_step_size=last_step_size)
+    given = [k for k, v in sde_only.items() if v is not None] + (['last_step'] if last_step is not _UNSET else [])
+    if given: raise ValueError(f"{', '.join(given)} only apply to mode='sde'")
+    self.diffusion_form, self.diffusion_norm, self.last_step, self.last_step_size = None, None, None, 0.0
+    self.integrator = resolve_integrator(integrator, default='dopri5', family=BaseRungeKuttaIntegrator,
+                                         owner='FlowSampler', device=self.device, dtype=self.dtype)
+
+@patch
+def _configure_sde(self: FlowSampler, integrator, diffusion_form, diffusion_norm, last_step, last_step_size) -> None:
+    "SDE mode: defaults SBDM, norm 1, 'Mean' last step of 0.04; a fixed-step SDE integrator (default 'euler_maruyama')."
+    if self.reverse: raise ValueError("reverse=True is only supported with mode='ode'")
+    self.diffusion_form = 'SBDM' if diffusion_form is None else diffusion_form
+    self.interpolant.compute_diffusion(torch.zeros(1, 1), torch.full((1,), 0.5), form=self.diffusion_form)  # validates the form
+    self.diffusion_norm = 1.0 if diffusion_norm is None else float(diffusion_norm)
+    if not 0.0 <= self.diffusion_norm < math.inf: raise ValueError(f"diffusion_norm must be finite and ≥ 0; got {diffusion_norm}")
+    last_step = 'Mean' if last_step is _UNSET else last_step
+    if last_step is not None and last_step not in _LAST_STEPS:
+        raise ValueError(f"last_step must be one of 'Mean', 'Euler', 'Tweedie' or None; got {last_step!r}")
+    self.last_step = last_step
+    size = 0.04 if last_step_size is None else float(last_step_size)
+    if not 0.0 <= size < 1.0: raise ValueError(f"last_step_size must be in [0, 1); got {last_step_size}")
+    self.last_step_size = 0.0 if last_step is None else size
+    self.integrator = resolve_integrator(integrator, default='euler_maruyama', family=BaseSDERungeKuttaIntegrator,
+                                         owner='FlowSampler', device=self.device, dtype=self.dtype)
+    if self.integrator.error_weights is not None:
+        raise ValueError(f"mode='sde' needs a fixed-step integrator; {type(self.integrator).__name__} is adaptive")
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #d35ccaa3
+@patch
+def prior_logp(self: FlowSampler, z: torch.Tensor, # noise samples (B, *S)
+              ) -> torch.Tensor: # log N(z; 0, I), shape (B,)
+    "log N(z; 0, I) per sample, summed over all non-batch dimensions."
+    d = z[0].numel()
+    return -0.5 * z.reshape(z.shape[0], -1).square().sum(-1) - 0.5 * d * math.log(2 * math.pi)
+
+@patch
+def _interval(self: FlowSampler) -> Tuple[float, float]:
+    "The integration interval (t0, t1), away from the endpoints where the chosen field is singular."
+    eps, sde, last = self.sample_eps, self.mode == 'sde', self.last_step_size
+    t0, t1 = 0.0, 1.0
+    if isinstance(self.interpolant, VariancePreservingInterpolant):
+        t1 = 1.0 - eps if (not sde or last == 0.0) else 1.0 - last
+    elif self.prediction is not PredictionType.VELOCITY or sde:
+        t0 = eps if ((self.diffusion_form == 'SBDM' and sde) or self.prediction is not PredictionType.VELOCITY) else 0.0
+        t1 = 1.0 - eps if (not sde or last == 0.0) else 1.0 - last
+    return t0, t1
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #9150f2e0
+@patch
+def _check_interval(self: FlowSampler, t0: float, t1: float) -> None:
+    "Refuse, before any work, an interval whose endpoints make a coefficient of the probability-flow drift infinite."
+    interp, pred = self.interpolant, self.prediction
+    t = torch.tensor([t0, t1], dtype=torch.float64)
+    checks = []
+    if pred is not PredictionType.VELOCITY: checks.append(("the score-to-velocity drift α'/α", interp.compute_d_alpha_alpha_ratio_t(t)))
+    if pred is PredictionType.NOISE: checks.append(('the noise-to-score factor 1/σ', 1.0 / interp.compute_sigma_t(t)[0]))
+    for what, values in checks:
+        bad = [float(v) for v, ok in zip(t, torch.isfinite(values)) if not ok]
+        if bad:
+            raise ValueError(f"FlowSampler: {what} is not finite at t={bad[0]:g} on the {type(interp).__name__} path "
+                             f"(interval [{t0:g}, {t1:g}]); set sample_eps > 0 (e.g. 1e-3) to stay off that endpoint")
+
+@patch
+def _langevin_finite(self: FlowSampler, t: torch.Tensor, # times (N,), in the sampler's dtype
+                    ) -> torch.Tensor: # (N,) bool: whether D_t and the score conversion are finite at each time
+    "Whether the SDE's Langevin correction D_t·s has finite coefficients at the times `t` (computed on the host)."
+    x = torch.ones(t.shape[0], 1, dtype=t.dtype)
+    finite = torch.isfinite(self._diffusion(x, t).reshape(-1))
+    if self.prediction is PredictionType.VELOCITY:
+        finite &= torch.isfinite(self.interpolant.velocity_to_score(x, x, t).reshape(-1))
+    return finite
+
+@patch
+def _langevin_steps(self: FlowSampler, times: Sequence[float], # the grid t_0 < … < t_n
+                   ) -> List[bool]: # per step: use the SDE step (True) or the probability-flow step (False)
+    "For each step, whether the Langevin correction is finite at every time the integrator evaluates in it."
+    start = torch.tensor(times[:-1], dtype=self.dtype)
+    h = [b - a for a, b in zip(times[:-1], times[1:])]
+    stages = [start] + [start + torch.tensor([c * hi for hi in h], dtype=torch.float64).to(self.dtype)
+                        for c in self.integrator.tableau_c if c != 0.0]        # as the integrator forms t + c·h
+    ok = self._langevin_finite(torch.stack(stages, 1).reshape(-1)).reshape(len(h), -1).all(1)
+    return ok.tolist()
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #c73d5483
+@patch
+def _model(self: FlowSampler, x, t, model_kwargs):
+    out = self.model(x, t, **model_kwargs)
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+@patch
+def _fields(self: FlowSampler, x, t, model_kwargs, need_score: bool):
+    "(velocity, score or None) from one model evaluation."
+    interp, pred = self.interpolant, self.prediction
+    if pred is PredictionType.VELOCITY:
+        v = -self._model(x, torch.zeros_like(t), model_kwargs) if self.negate_velocity else self._model(x, t, model_kwargs)
+        return v, (interp.velocity_to_score(v, x, t) if need_score else None)
+    out = self._model(x, t, model_kwargs)
+    s = out if pred is PredictionType.SCORE else out / -expand_t_like_x(interp.compute_sigma_t(t)[0], x)
+    drift_mean, drift_var = interp.compute_drift(x, t)
+    return -drift_mean + drift_var * s, s
+
+@patch
+def _ode_drift(self: FlowSampler, model_kwargs):
+    return lambda x, t: self._fields(x, t, model_kwargs, need_score=False)[0]
+
+@patch
+def _diffusion(self: FlowSampler, x, t):
+    return self.interpolant.compute_diffusion(x, t, form=self.diffusion_form, norm=self.diffusion_norm)
+
+@patch
+def _sde_drift(self: FlowSampler, model_kwargs):
+    def drift(x, t):
+        v, s = self._fields(x, t, model_kwargs, need_score=True)
+        return v + self._diffusion(x, t) * s
+    return drift
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #fe76a6e9
+@patch
+def _last_step(self: FlowSampler, x, t1: float, model_kwargs):
+    if self.last_step is None or self.last_step_size == 0.0: return x
+    t = torch.full((x.shape[0],), t1, device=x.device, dtype=x.dtype)
+    delta = self.last_step_size
+    if self.last_step == 'Mean' and bool(self._langevin_finite(torch.tensor([t1], dtype=self.dtype))[0]): return x + self._sde_drift(model_kwargs)(x, t) * delta
+    if self.last_step in ('Mean', 'Euler'): return x + self._ode_drift(model_kwargs)(x, t) * delta
+    _, s = self._fields(x, t, model_kwargs, need_score=True)
+    alpha = expand_t_like_x(self.interpolant.compute_alpha_t(t)[0], x)
+    sigma = expand_t_like_x(self.interpolant.compute_sigma_t(t)[0], x)
+    return (x + sigma.square() * s) / alpha
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #52cfdd91
+@patch
+def _conditioning(self: FlowSampler, y, model_kwargs, legacy: dict) -> dict:
+    removed = [k for k in legacy if k in _REMOVED_SAMPLE_KWARGS]
+    if removed:
+        hints = '; '.join(f"{k}: {_REMOVED_SAMPLE_KWARGS[k]}" for k in removed)
+        raise TypeError(f"FlowSampler.sample() no longer accepts {', '.join(map(repr, removed))} ({hints})")
+    mk = self._merge_condition(model_kwargs, y)
+    if legacy:
+        _LEGACY_CONDITIONING.warn(stacklevel=3)
+        clash = sorted(set(legacy) & set(mk))
+        if clash: raise ValueError(f"conditioning given twice (as bare keywords and in model_kwargs/y): {clash}")
+        mk.update(self._prepare_model_kwargs(legacy))
+    return mk
+
+@patch
+def _report_nonfinite_final(self: FlowSampler, x: torch.Tensor) -> None:
+    bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).sum().reshape(1)
+    self._report_nonfinite(bad, 1, 1, x.shape[0])
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #8e684ae8
+@patch
+def _sample_adaptive(self: FlowSampler, x, start: float, end: float, n_steps: int, return_diagnostics: bool, mk: dict):
+    "The ODE from `start` to `end` in one adaptive call; diagnostics hold the final state only."
+    x = self.integrator.integrate({'x': x}, (end - start) / n_steps, n_steps, drift=self._ode_drift(mk),
+                                  t=torch.tensor([start, end], dtype=torch.float64))['x']
+    recorder = _ChainRecorder(x, 1, False, return_diagnostics, ('mean', 'var'))
+    if return_diagnostics:
+        recorder.record(0, x, None, None); recorder.diagnostics['t'] = x.new_full((1,), end)
+    self._report_nonfinite_final(x)
+    return recorder.result(x)
+
+# %% ../../nbs/20_samplers/04_flow.ipynb #9470b86d
+@patch
+def _sample_fixed(self: FlowSampler, x, start: float, end: float, n_steps: int, thin: int, return_trajectory: bool,
+                  return_diagnostics: bool, mk: dict, generator: Optional[torch.Generator]):
+    "n_steps fixed steps along the grid (SDE steps where the Langevin correction is finite), then the SDE's last step."
+    n_kept = n_steps // thin
+    recorder = _ChainRecorder(x, n_kept, return_trajectory, return_diagnostics, ('mean', 'var'))
+    if return_diagnostics: recorder.diagnostics['t'] = x.new_zeros(n_kept)
+    sde = self.mode == 'sde'
+    times = [start + (end - start) * i / n_steps for i in range(n_steps + 1)]
+    langevin = self._langevin_steps(times) if sde else [False] * n_steps
+    drift, ode_drift = (self._sde_drift(mk) if sde else None), self._ode_drift(mk)
+    noise = torch.empty_like(x) if sde else None
+    schedulers = self._all_schedulers()
+    for i in range(n_steps):
+        h = times[i + 1] - times[i]
+        if langevin[i]:
+            x = self.integrator.step({'x': x}, h, drift=drift, diffusion=self._diffusion, t=times[i],
+                                     noise=noise.normal_(generator=generator), generator=generator)['x']
+        else:                                   # the ODE, or an SDE step whose correction is singular (see above)
+            x = self.integrator.step({'x': x}, h, drift=ode_drift, t=times[i])['x']
+        for s in schedulers: s.step()
+        if recorder.active and (i + 1) % thin == 0:
+            j = (i + 1) // thin - 1
+            recorder.record(j, x, None, None)
+            if return_diagnostics: recorder.diagnostics['t'][j] = times[i + 1]
+    if sde:
+        x = self._last_step(x, end, mk)
+        if recorder.active and n_kept: recorder.record(n_kept - 1, x, None, None)
+    self._report_nonfinite_final(x)
+    return recorder.result(x)
