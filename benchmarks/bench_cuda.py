@@ -1,8 +1,8 @@
 """GPU benchmark: torchebm_nb's CUDA kernels against the eager torch path, side by side in one process.
 
 Cases (the targets are issue 6's):
-  whole_chain_langevin_*  LangevinDynamics with its kernel (one launch for all steps) against the same sampler with
-                          `use_cuda_kernels = False` (eager torch, five or six kernels per step). Headline: double well,
+  whole_chain_langevin_*  LangevinDynamics with its kernel (one launch for all steps) against the same sampler run inside
+                          `use_backend(None)` (eager torch, five or six kernels per step). Headline: double well,
                           4096 chains × 32 dims × 1000 steps, target ≥ 30×; the other analytic energies are recorded too.
   fused_update            x ← x − h g + c ξ on n float32 elements: `langevin_update_` (ξ from Philox in registers) against
                           the eager update (`normal_`, then two scaled adds). The kernel must move 12n bytes (read x and g,
@@ -52,11 +52,11 @@ def peak_bandwidth(device):
 
 
 def pair(lib_sampler, ref_sampler, x, n_steps, device, **kw):
-    "Library (kernel) and reference (eager) closures for the same sampler settings and start."
-    ref_sampler.use_cuda_kernels = False
+    "Library (kernel) and reference (eager: no kernel back end inside `use_backend(None)`) closures for the same settings."
     gen = lambda: torch.Generator(device).manual_seed(0)
-    return (lambda: lib_sampler.sample(x=x, n_steps=n_steps, generator=gen(), **kw),
-            lambda: ref_sampler.sample(x=x, n_steps=n_steps, generator=gen(), **kw))
+    def eager():
+        with use_backend(None): return ref_sampler.sample(x=x, n_steps=n_steps, generator=gen(), **kw)
+    return lambda: lib_sampler.sample(x=x, n_steps=n_steps, generator=gen(), **kw), eager
 
 
 def cases(device, small):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run here (with network or the offline index), before a GPU session: download into .whl/ (git-ignored) the pure-Python
-# wheels that the GPU machines lack for running the notebooks' `#| cuda` cells (nbdev and its IPython stack; torch,
-# CuPy, pytest, matplotlib, numpy, PyYAML, packaging, Pygments and psutil are already there). About 7 MB.
-# Then name `.whl` in the device call's `carry`; tools/gpu_check.sh installs them to /tmp/site when it finds .whl/.
+# wheels that the GPU machines lack: fastcore, which the package imports, and for the notebooks' `#| cuda` cells nbdev
+# and its IPython stack (torch, CuPy, pytest, matplotlib, numpy, PyYAML, packaging, Pygments and psutil are already there). About 7 MB.
+# Then name `.whl` in the device call's `carry`; tools/gpu_check.sh installs them to /tmp/site first thing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}

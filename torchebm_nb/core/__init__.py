@@ -1,4 +1,4 @@
-"""Core layer: device/dtype handling, schedulers, energy models and the base classes of every family."""
+"""Core layer: device/dtype handling, schedulers, energy models, the MCMC step protocol and the base classes of every family."""
 from .base_module import TorchEBMModule, DeviceMixin, warn_once
 from .base_scheduler import (BaseScheduler, ConstantScheduler, ExponentialDecayScheduler, LinearScheduler,
                              CosineScheduler, MultiStepScheduler, WarmupScheduler, TemperatureScheduler, Schedulable)
@@ -6,7 +6,8 @@ from .base_integrator import (BaseIntegrator, BaseRungeKuttaIntegrator, BaseSDER
                               BaseSymplecticIntegrator)
 from .base_coupling import BaseCoupling, BaseCostCoupling, BaseModelCoupling, CouplingResult
 from .base_interpolant import BaseInterpolant, expand_t_like_x
-from .base_sampler import BaseSampler
+from .mcmc import ChainContext, ChainRecorder, Force, StepInfo, nonfinite_chains, register_accelerator, report_nonfinite, run_chain
+from .base_sampler import BaseSampler, is_mcmc_sampler, mcmc_sample
 from .base_loss import BaseLoss, BaseContrastiveDivergence, BaseScoreMatching
 from .base_model import (BaseModel, DoubleWellModel, GaussianModel, HarmonicModel, RosenbrockModel, AckleyModel,
                          RastriginModel, HimmelblauModel, BoothModel, StyblinskiTangModel, CompositeModel)
@@ -19,4 +20,6 @@ __all__ = [
     'RastriginModel', 'HimmelblauModel', 'BoothModel', 'StyblinskiTangModel', 'CompositeModel',
     'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
     'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable',
+    'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'register_accelerator', 'report_nonfinite',
+    'run_chain', 'is_mcmc_sampler', 'mcmc_sample',
 ]

@@ -219,7 +219,9 @@ class Schedulable:
     def _register_param(self, name: str, value, *, positive: bool = False, nonnegative: bool = False) -> BaseScheduler:
         "Register `value` (a number or a scheduler) as parameter `name`; `positive=True` requires a value > 0, `nonnegative=True` ≥ 0."
         if isinstance(value, BaseScheduler): scheduler = value
-        elif is_real(value): scheduler = ConstantScheduler(value)
+        elif is_real(value):
+            if not math.isfinite(value): raise ValueError(f"{name} must be a finite number; got {value}")
+            scheduler = ConstantScheduler(value)
         else: raise TypeError(f"{name} must be a number or a BaseScheduler; got {type(value).__name__} {value!r}")
         if nonnegative and not scheduler.get_value() >= 0:
             raise ValueError(f"{name} must be ≥ 0; got {scheduler.get_value()}")
