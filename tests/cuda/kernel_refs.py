@@ -33,9 +33,9 @@ class FedLangevin(LangevinDynamics):
     def __init__(self, *args, noise=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fed = noise
-    def _draw_noise(self, x, generator):
+    def _draw_noise(self, state, generator):
         self._i = getattr(self, '_i', -1) + 1
-        return self.fed[self._i].reshape(x.shape).to(x.dtype).clone()
+        return self.fed[self._i].reshape(state.x.shape).to(state.x.dtype).clone()
 
 
 class FedHMC(HamiltonianMonteCarlo):
