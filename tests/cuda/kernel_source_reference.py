@@ -3,7 +3,9 @@
 `reference_source(energy, dim, external_noise, kernel)` is `kernel_source` as it was then: every kernel in one string,
 the one to compile chosen by `#define TEBM_ONLY`. tests/cuda/test_kernel_source_split.py checks that each configuration's
 kernel, and every device function it calls, reads the same (after the C preprocessor, whitespace aside) and, where a
-CUDA compiler is available, compiles to the same PTX. A deliberate change to a kernel makes the same edit here.
+CUDA compiler is available, compiles to the same PTX. A deliberate change to a kernel makes the same edit here: the
+HMC kernel's momentum draw, trajectory and uniform were since moved into device functions (sm_90 PTX unchanged up to
+virtual-register names, checked with nvcc 13.0 when they were).
 """
 from typing import Optional
 
@@ -274,8 +276,58 @@ extern "C" __global__ void tebm_langevin_chain(float* __restrict__ x, int n_chai
 
 #endif
 #if defined(TEBM_D) && (TEBM_ONLY == 0 || TEBM_ONLY == 4)
-// (3) whole-chain HMC: momentum draw, L leapfrog steps, Metropolis test; one chain per thread.
+// (3) whole-chain HMC, its parts for one chain: kinetic energy, momentum draw, leapfrog trajectory, Metropolis uniform.
 // mass_mode 0: m = 1; 1: scalar m (sqrt_m, inv_m scalars); 2: per-dimension m (mass = [sqrt(m) | m | 1/m], 3D floats)
+__device__ __forceinline__ float tebm_kinetic_term(float p, int d, int mass_mode, float inv_m, const float* __restrict__ mass) {
+    return mass_mode == 2 ? __fdiv_rn(__fmul_rn(p, p), __ldg(mass + TEBM_D + d))
+         : mass_mode == 1 ? __fmul_rn(__fmul_rn(p, p), inv_m) : __fmul_rn(p, p);
+}
+// p = sqrt(M) z for the chain whose coordinates start at `base`; returns sum_d p_d^2 / m_d
+__device__ __forceinline__ float tebm_draw_momentum(float* p, long long base, unsigned long long seed, unsigned long long c0,
+        const float* noise, long long n, int mass_mode, float sqrt_m, float inv_m, const float* __restrict__ mass) {
+    long long block = -1; float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float K = 0.0f;
+    #pragma unroll
+    for (int d = 0; d < TEBM_D; ++d) {
+        const long long e = base + d;
+        if ((e >> 2) != block) { block = e >> 2; z = tebm_normal4_call(seed, c0 + block, noise, block << 2, n); }
+        const float zd = tebm_lane(z, (int)(e & 3));
+        const float pd = mass_mode == 2 ? __fmul_rn(zd, __ldg(mass + d)) : mass_mode == 1 ? __fmul_rn(zd, sqrt_m) : zd;
+        K = __fadd_rn(K, tebm_kinetic_term(pd, d, mass_mode, inv_m, mass));
+        p[d] = pd;
+    }
+    return K;
+}
+// n_leap leapfrog steps of (x, p), f holding the safe force at x on entry and on exit
+__device__ __forceinline__ void tebm_leapfrog(float* x, float* p, float* f, int n_leap, float h, float half, float move,
+        int mass_mode, const float* __restrict__ mass, const float* __restrict__ prm, float max_force) {
+    for (int l = 0; l < n_leap; ++l) {
+        #pragma unroll
+        for (int d = 0; d < TEBM_D; ++d) {
+            p[d] = __fmaf_rn(half, f[d], p[d]);
+            const float md = mass_mode == 2 ? __fmul_rn(h, __ldg(mass + 2 * TEBM_D + d)) : move;
+            x[d] = __fmaf_rn(md, p[d], x[d]);
+        }
+        tebm_grad(x, f, prm);
+        #pragma unroll
+        for (int d = 0; d < TEBM_D; ++d) {
+            f[d] = tebm_safe_force(-f[d], max_force);
+            p[d] = __fmaf_rn(half, f[d], p[d]);
+        }
+    }
+}
+// the uniform of chain b's Metropolis test at iteration s: uniforms[s, b], or word b % 4 of Philox block c1 + b / 4
+__device__ __forceinline__ float tebm_hmc_uniform(long long b, int s, int n_chains, const float* __restrict__ uniforms,
+        unsigned long long seed, unsigned long long c1) {
+#if TEBM_EXTERNAL_NOISE
+    return uniforms[(long long)s * n_chains + b];
+#else
+    const uint4 w = tebm_philox_bits(seed, c1 + (unsigned long long)(b >> 2));
+    const unsigned int word = (b & 3) == 0 ? w.x : (b & 3) == 1 ? w.y : (b & 3) == 2 ? w.z : w.w;
+    return tebm_uniform24(word);
+#endif
+}
+
 extern "C" __global__ void tebm_hmc_chain(float* __restrict__ x, int n_chains, const float* __restrict__ prm,
         const float* __restrict__ hs, const float* __restrict__ halves, const float* __restrict__ moves,
         int n_iter, int n_leap, int mass_mode, float sqrt_m, float inv_m, const float* __restrict__ mass,
@@ -301,55 +353,20 @@ extern "C" __global__ void tebm_hmc_chain(float* __restrict__ x, int n_chains, c
         for (int s = 0; s < n_iter; ++s) {
             const unsigned long long c0 = counter + (unsigned long long)s * (unsigned long long)(n4 + nb4);
             // momentum p ~ N(0, M), kinetic energy K = clamp(0.5 * sum p^2 / m, 0, 1e10)
-            long long block = -1; float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            float K0 = 0.0f;
+            const float K0 = tebm_draw_momentum(pn, base, seed, c0, noise + (long long)s * n, n, mass_mode, sqrt_m, inv_m, mass);
             #pragma unroll
-            for (int d = 0; d < TEBM_D; ++d) {
-                const long long e = base + d;
-                if ((e >> 2) != block) { block = e >> 2; z = tebm_normal4_call(seed, c0 + block, noise + (long long)s * n, block << 2, n); }
-                const float zd = tebm_lane(z, (int)(e & 3));
-                const float p = mass_mode == 2 ? __fmul_rn(zd, __ldg(mass + d)) : mass_mode == 1 ? __fmul_rn(zd, sqrt_m) : zd;
-                const float k = mass_mode == 2 ? __fdiv_rn(__fmul_rn(p, p), __ldg(mass + TEBM_D + d))
-                              : mass_mode == 1 ? __fmul_rn(__fmul_rn(p, p), inv_m) : __fmul_rn(p, p);
-                K0 = __fadd_rn(K0, k);
-                pn[d] = p; xn[d] = v[d]; fn[d] = f[d];
-            }
+            for (int d = 0; d < TEBM_D; ++d) { xn[d] = v[d]; fn[d] = f[d]; }
             const float H0 = __fadd_rn(tebm_clamp(__fmul_rn(K0, 0.5f), 0.0f, 1e10f), E);
-            const float h = __ldg(hs + s), half = __ldg(halves + s), move = __ldg(moves + s);
-            for (int l = 0; l < n_leap; ++l) {
-                #pragma unroll
-                for (int d = 0; d < TEBM_D; ++d) {
-                    pn[d] = __fmaf_rn(half, fn[d], pn[d]);
-                    const float md = mass_mode == 2 ? __fmul_rn(h, __ldg(mass + 2 * TEBM_D + d)) : move;
-                    xn[d] = __fmaf_rn(md, pn[d], xn[d]);
-                }
-                tebm_grad(xn, fn, prm);
-                #pragma unroll
-                for (int d = 0; d < TEBM_D; ++d) {
-                    fn[d] = tebm_safe_force(-fn[d], max_force);
-                    pn[d] = __fmaf_rn(half, fn[d], pn[d]);
-                }
-            }
+            tebm_leapfrog(xn, pn, fn, n_leap, __ldg(hs + s), __ldg(halves + s), __ldg(moves + s), mass_mode, mass, prm, max_force);
             float K1 = 0.0f;
-            bool finite = true;
             #pragma unroll
-            for (int d = 0; d < TEBM_D; ++d) {
-                const float p = pn[d];
-                const float k = mass_mode == 2 ? __fdiv_rn(__fmul_rn(p, p), __ldg(mass + TEBM_D + d))
-                              : mass_mode == 1 ? __fmul_rn(__fmul_rn(p, p), inv_m) : __fmul_rn(p, p);
-                K1 = __fadd_rn(K1, k);
-            }
+            for (int d = 0; d < TEBM_D; ++d) K1 = __fadd_rn(K1, tebm_kinetic_term(pn[d], d, mass_mode, inv_m, mass));
             const float E1 = tebm_clamp(tebm_energy(xn, prm), -1e10f, 1e10f);
             const float delta = tebm_clamp(__fsub_rn(__fsub_rn(H0, tebm_clamp(__fmul_rn(K1, 0.5f), 0.0f, 1e10f)), E1), -50.0f, 50.0f);
-#if TEBM_EXTERNAL_NOISE
-            const float u = uniforms[(long long)s * n_chains + b];
-#else
-            const uint4 w = tebm_philox_bits(seed, c0 + n4 + (unsigned long long)(b >> 2));
-            const unsigned int word = (b & 3) == 0 ? w.x : (b & 3) == 1 ? w.y : (b & 3) == 2 ? w.z : w.w;
-            const float u = tebm_uniform24(word);
-#endif
+            const float u = tebm_hmc_uniform(b, s, n_chains, uniforms, seed, c0 + n4);
             acc = logf(u) < delta;          // false for a NaN delta: NaN proposals are rejected
             if (acc) {
+                bool finite = true;
                 #pragma unroll
                 for (int d = 0; d < TEBM_D; ++d) { v[d] = xn[d]; f[d] = fn[d]; finite = finite && isfinite(xn[d]); }
                 E = E1;

@@ -83,10 +83,9 @@ def test_hmc_chain_matches_torch_sampler(name, mass):
 
 
 def test_samplers_use_kernels_by_default(monkeypatch):
-    import torchebm_nb.cuda.dispatch as hm
-    import torchebm_nb.cuda.dispatch as ld
+    import torchebm_nb.cuda.dispatch as dispatch
     calls = {'chain': 0, 'fused': 0, 'hmc': 0}
-    for mod, name, key in ((ld.WholeChainLangevin, '__call__', 'chain'), (ld.FusedLangevinUpdate, '__call__', 'fused'), (hm.WholeChainHMC, '__call__', 'hmc')):
+    for mod, name, key in ((dispatch.WholeChainLangevin, '__call__', 'chain'), (dispatch.FusedLangevinUpdate, '__call__', 'fused'), (dispatch.WholeChainHMC, '__call__', 'hmc')):
         real = getattr(mod, name)
         def wrapper(*a, _real=real, _key=key, **k):
             calls[_key] += 1; return _real(*a, **k)

@@ -6,7 +6,7 @@ is still produced bit for bit on the CPU. To regenerate after an intended change
 
     OMP_NUM_THREADS=1 python tests/samplers/reference_chains.py --write
 
-and say in the commit which entries changed and why.
+and say in the commit which entries changed and why (and set MADE_WITH to the build and CPU that wrote the file).
 """
 import argparse
 import math
@@ -24,6 +24,7 @@ from torchebm_nb.samplers import (FlowSampler, GradientDescentSampler, Hamiltoni
                                   RiemannianManifoldHMC, annealed_importance_sampling, window_adaptation)
 
 DATA = Path(__file__).parent / 'data' / 'reference_chains.pt'
+MADE_WITH = ('2.13.0+cpu', 'AVX512')   # torch.__version__ and torch.backends.cpu.get_cpu_capability() that DATA was made with
 
 
 def gen(seed: int) -> torch.Generator:
@@ -192,10 +193,14 @@ def loss_runs(out):
 
 
 def build() -> dict:
+    "Every run, on one thread (the thread count the caller had is restored)."
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = {}
-    for runs in (langevin_runs, hmc_runs, descent_runs, flow_runs, tuning_and_estimation_runs, tempering_runs, loss_runs):
-        runs(out)
+    try:
+        out = {}
+        for runs in (langevin_runs, hmc_runs, descent_runs, flow_runs, tuning_and_estimation_runs, tempering_runs, loss_runs):
+            runs(out)
+    finally: torch.set_num_threads(threads)
     return {k: (v.detach().clone() if torch.is_tensor(v) else torch.as_tensor(v)) for k, v in out.items()}
 
 

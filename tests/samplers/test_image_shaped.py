@@ -3,7 +3,7 @@
 The target is N(μ, Σ) on the 64 pixels in raster order, with standard deviations rising across the image and an AR(1)
 correlation ρ^|i−j| between pixels, so a sampler that mixed up the event dimensions, broadcast a per-pixel mass the
 wrong way or summed an energy over the wrong axis would get the means, variances or neighbour covariances wrong.
-Chains start far from the target (at −2 everywhere); the final states of B independent chains are compared with the
+Chains start far from the target (at −2 everywhere; Langevin, whose bias is checked too, at 0); the final states of B independent chains are compared with the
 exact moments, with tolerances from Monte-Carlo standard errors.
 """
 import math

@@ -1,25 +1,26 @@
 """Core layer: device/dtype handling, schedulers, energy models, the MCMC step protocol and the base classes of every family."""
-from .base_module import TorchEBMModule, DeviceMixin, warn_once
+from .base_module import TorchEBMModule, DeviceMixin, patch_override, warn_once
 from .base_scheduler import (BaseScheduler, ConstantScheduler, ExponentialDecayScheduler, LinearScheduler,
                              CosineScheduler, MultiStepScheduler, WarmupScheduler, TemperatureScheduler, Schedulable)
 from .base_integrator import (BaseIntegrator, BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator,
                               BaseSymplecticIntegrator)
 from .base_coupling import BaseCoupling, BaseCostCoupling, BaseModelCoupling, CouplingResult
 from .base_interpolant import BaseInterpolant, expand_t_like_x
-from .mcmc import ChainContext, ChainRecorder, Force, StepInfo, nonfinite_chains, register_accelerator, report_nonfinite, run_chain
+from .mcmc import (ChainContext, ChainRecorder, Force, StepInfo, nonfinite_chains, nonfinite_energies, register_accelerator,
+                   report_nonfinite, run_chain)
 from .base_sampler import BaseSampler, is_mcmc_sampler, mcmc_sample
 from .base_loss import BaseLoss, BaseContrastiveDivergence, BaseScoreMatching
 from .base_model import (BaseModel, DoubleWellModel, GaussianModel, HarmonicModel, RosenbrockModel, AckleyModel,
                          RastriginModel, HimmelblauModel, BoothModel, StyblinskiTangModel, CompositeModel)
 
 __all__ = [
-    'TorchEBMModule', 'DeviceMixin', 'warn_once', 'BaseSampler', 'BaseLoss', 'BaseContrastiveDivergence', 'BaseScoreMatching', 'BaseInterpolant', 'expand_t_like_x',
+    'TorchEBMModule', 'DeviceMixin', 'patch_override', 'warn_once', 'BaseSampler', 'BaseLoss', 'BaseContrastiveDivergence', 'BaseScoreMatching', 'BaseInterpolant', 'expand_t_like_x',
     'BaseCoupling', 'BaseCostCoupling', 'BaseModelCoupling', 'CouplingResult',
     'BaseIntegrator', 'BaseRungeKuttaIntegrator', 'BaseSDERungeKuttaIntegrator', 'BaseSymplecticIntegrator',
     'BaseModel', 'DoubleWellModel', 'GaussianModel', 'HarmonicModel', 'RosenbrockModel', 'AckleyModel',
     'RastriginModel', 'HimmelblauModel', 'BoothModel', 'StyblinskiTangModel', 'CompositeModel',
     'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
     'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable',
-    'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'register_accelerator', 'report_nonfinite',
+    'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
     'run_chain', 'is_mcmc_sampler', 'mcmc_sample',
 ]
