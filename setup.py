@@ -18,6 +18,8 @@ spdx = {'apache2': 'Apache-2.0', 'mit': 'MIT', 'bsd3': 'BSD-3-Clause', 'gpl3': '
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 pythons = '3.11 3.12 3.13 3.14'.split()
 reqs = lambda key: shlex.split(cfg.get(key, ''))
+# every `<extra>_requirements` key is an extra: plot, dev, cuda12, cuda13, cuda (cuda13's alias), ...
+extras = {key[:-len('_requirements')]: reqs(key) for key in cfg if key.endswith('_requirements')}
 readme = Path('README.md')
 
 setuptools.setup(
@@ -32,11 +34,11 @@ setuptools.setup(
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title()]
                 + ['Programming Language :: Python :: ' + v for v in pythons[pythons.index(cfg['min_python']):]],
-    url=cfg['git_url'],
+    **({'url': cfg['git_url']} if cfg['git_url'].startswith('http') else {}),   # no public repository yet (settings.ini)
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
     install_requires=reqs('requirements'),
-    extras_require={'dev': reqs('dev_requirements'), 'cuda': reqs('cuda_requirements')},
+    extras_require=extras,
     python_requires='>=' + cfg['min_python'],
     long_description=readme.read_text(encoding='utf-8') if readme.exists() else '',
     long_description_content_type='text/markdown',

@@ -3,11 +3,14 @@
     python tools/run_notebooks.py                      # every notebook under nbs/
     python tools/run_notebooks.py nbs/20_samplers      # the notebooks under a folder
     python tools/run_notebooks.py nbs/index.ipynb ...  # given notebooks
+    python tools/run_notebooks.py --test-size nbs/90_tutorials   # the tutorials at their test size
 
 Each notebook runs in its own folder with one torch thread and matplotlib's inline backend: MPLBACKEND is removed
 from the kernel's environment, because with MPLBACKEND=Agg the figures are drawn but never stored in the notebook.
-Cells flagged `slow` run too (the tutorials' full-size outputs come from them); `cuda` cells skip themselves without a
-GPU. Follow with `nbdev_clean && nbdev_export && python tools/make_readme.py`.
+The tutorials run at full size (TORCHEBM_NB_FULL_SIZE=1, several minutes each): the stored outputs are what readers
+of the docs see, and the tutorials' prose describes the full-size run. `--test-size` sets TORCHEBM_NB_FULL_SIZE=0
+instead, to check quickly that they run. nbconvert knows no cell flags: cells flagged `slow` run too, and `cuda`
+cells skip themselves without a GPU. Follow with `nbdev_clean && nbdev_export && python tools/make_readme.py`.
 """
 import argparse
 import os
@@ -32,9 +35,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('paths', nargs='*', help='notebooks or folders (default: nbs/)')
     parser.add_argument('--timeout', type=int, default=1800, help='seconds per cell (default 1800)')
+    parser.add_argument('--test-size', action='store_true',
+                        help='run the tutorials at their test size (TORCHEBM_NB_FULL_SIZE=0) instead of full size')
     args = parser.parse_args(argv)
     os.environ.pop('MPLBACKEND', None)
     os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+    os.environ['TORCHEBM_NB_FULL_SIZE'] = '0' if args.test_size else '1'   # read by the tutorials' setup cells
     failed = []
     try: chosen = notebooks(args.paths or None)
     except FileNotFoundError as error: sys.exit(str(error))

@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project's virtual environment in .venv: CPU torch 2.13.0 pinned, then the package
-# in editable mode with its dev extras. Idempotent: a stamp of the dependency files skips work already done.
+# Create (or refresh) the project's virtual environment in .venv, printing one status line per stage.
+#   bash tools/setup.sh         the library and its plotting extra: CPU torch 2.13.0, then `pip install -e ".[plot]"`
+#   bash tools/setup.sh --dev   the same plus the development tools (nbdev, JupyterLab, pytest, ...): `-e ".[dev]"`
+# torch is pinned here, not in the package (which asks only for a floor): on these machines anything but the exact
+# CPU wheel pulls GBs of CUDA wheels. Idempotent: a stamp per mode, over the dependency files, skips work already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 PY=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-stamp="$VENV/.torchebm_nb-setup"
-want=$(cat settings.ini setup.py | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  pipq() { "$VENV/bin/pip" install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
-  pipq torch==2.13.0          # exact pin: anything unpinned pulls GBs of CUDA wheels on these machines
-  pipq -e ".[dev]"
-  "$VENV/bin/python" - <<'PYEOF'
+TORCH=torch==2.13.0                 # the CPU wheel these machines hold
+
+case "${1:-}" in
+  '') mode=plot; extra=plot; what='torchebm_nb and matplotlib' ;;
+  --dev) mode=dev; extra=dev; what='torchebm_nb and the development tools (nbdev, JupyterLab, pytest, ...)' ;;
+  *) echo "usage: bash tools/setup.sh [--dev]" >&2; exit 2 ;;
+esac
+want=$(cat settings.ini setup.py tools/setup.sh | sha256sum | cut -c1-16)
+stamp() { echo "$VENV/.torchebm_nb-setup-$1"; }
+current() { [ "$(cat "$(stamp "$1")" 2>/dev/null)" = "$want" ]; }
+# the dev mode installs everything the plot mode does, so a current dev stamp satisfies both
+if current "$mode" || { [ "$mode" = plot ] && current dev; }; then
+  echo "setup: $VENV is up to date ($mode); nothing to do"; exit 0
+fi
+
+start=$SECONDS
+stage() { echo "setup: [$1/4] $2"; }
+took() { echo "setup:       done in $((SECONDS - t)) s"; }
+pipq() { "$VENV/bin/pip" install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+
+t=$SECONDS
+if [ -x "$VENV/bin/python" ]; then stage 1 "reusing $VENV ($("$VENV/bin/python" --version))"
+else stage 1 "creating $VENV with $PY"; "$PY" -m venv "$VENV"; took; fi
+t=$SECONDS; stage 2 "$TORCH (CPU build) ..."; pipq "$TORCH"; took
+t=$SECONDS; stage 3 "$what: pip install -e \".[$extra]\" ..."; pipq -e ".[$extra]"; took
+t=$SECONDS; stage 4 "checking that no CUDA build slipped in"
+"$VENV/bin/python" - <<'PYEOF'
 import importlib.metadata as md, sys, torch
 cuda = sorted(d.metadata['Name'] for d in md.distributions() if d.metadata['Name'].lower().startswith('nvidia-'))
 if cuda or not torch.__version__.endswith('+cpu'):
-    sys.exit(f'a CUDA build slipped in: torch {torch.__version__}, {cuda}')
+    sys.exit(f'setup: a CUDA build slipped in: torch {torch.__version__}, {cuda}')
 PYEOF
-  echo "$want" > "$stamp"
-fi
+echo "$want" > "$(stamp "$mode")"
+echo "setup: $VENV ready ($mode) in $((SECONDS - start)) s, $(du -sh "$VENV" | cut -f1) installed"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse
 import importlib
+import os
 import platform
 import sys
 from typing import Optional, Sequence
@@ -15,15 +16,26 @@ import torch
 import torchebm_nb
 
 # %% auto #0
-__all__ = ['info', 'demo', 'main']
+__all__ = ['THREAD_VARIABLES', 'set_default_threads', 'info', 'demo', 'main']
+
+# %% ../nbs/80_cli.ipynb #be974ee6
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')   # read by torch at start-up: the user's choice of threads
+
+def set_default_threads(n: int = 1, # torch threads to use when the user has not chosen
+                       ) -> str: # the line to print: the thread count and where it came from
+    "Use `n` torch threads unless `OMP_NUM_THREADS` (or `MKL_NUM_THREADS`) is set; returns a line saying which, and how to change it."
+    chosen = [f"{v}={os.environ[v].strip()}" for v in THREAD_VARIABLES if os.environ.get(v, '').strip()]
+    if chosen: return f"threads: {torch.get_num_threads()} (from {', '.join(chosen)})"
+    torch.set_num_threads(n)
+    return f"threads: {n} (set OMP_NUM_THREADS to change)"
 
 # %% ../nbs/80_cli.ipynb #b8f0cf43
 def _subpackage_exports() -> dict[str, list[str]]:
-    "Public names per importable subpackage, read from each subpackage's `__all__`."
+    "Public names per importable subpackage: each subpackage's `__all__` without underscore names."
     out = {}
     for name in torchebm_nb._SUBPACKAGES:
         module = importlib.import_module(f'torchebm_nb.{name}')
-        out[name] = sorted(getattr(module, '__all__', []))
+        out[name] = sorted(n for n in getattr(module, '__all__', []) if not n.startswith('_'))
     return out
 
 def info() -> str:
@@ -41,9 +53,12 @@ def info() -> str:
 def demo(n_chains: int = 4096, # independent chains per sampler
          n_steps: int = 500, # Langevin steps (HMC runs n_steps // 10 iterations of 10 leapfrog steps)
          seed: int = 0, # seed of the torch.Generator
-         plot: Optional[str] = None, # save a figure of the samples here (PNG)
+         plot: Optional[str] = None, # save a figure of the samples here (PNG); needs matplotlib
         ) -> dict:
     "Sample the 2-D double well with Langevin and HMC; print and return a summary."
+    if plot:   # fail before any work when the figure cannot be drawn
+        from torchebm_nb.utils.visualization import require_pyplot
+        require_pyplot('torchebm-nb demo --plot')
     import time
     from torchebm_nb.core import DoubleWellModel
     from torchebm_nb.samplers import HamiltonianMonteCarlo, LangevinDynamics
@@ -67,26 +82,29 @@ def demo(n_chains: int = 4096, # independent chains per sampler
               f"mean |x_i| {row['mean_abs_coordinate']:.3f}; fraction per well "
               + ", ".join(f"{f:.3f}" for f in row['well_fractions'])
               + (f"; acceptance {row['acceptance_rate']:.3f}" if 'acceptance_rate' in row else ''))
-    if plot:
-        import matplotlib; matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-        for ax, (name, x) in zip(axes, clouds.items()):
-            ax.scatter(x[:2000, 0], x[:2000, 1], s=2, alpha=0.4); ax.set_title(name); ax.set_xlim(-2, 2); ax.set_ylim(-2, 2)
-        fig.savefig(plot, dpi=80); plt.close(fig)
-        print(f"  figure written to {plot}")
+    if plot: _save_clouds(clouds, plot)
     return summary
+
+def _save_clouds(clouds: dict, path: str) -> None:
+    "Scatter each sampler's points side by side into a PNG (no pyplot state: the caller's figures are left alone)."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(8, 4))
+    for ax, (name, x) in zip(fig.subplots(1, len(clouds)), clouds.items()):
+        ax.scatter(x[:2000, 0], x[:2000, 1], s=2, alpha=0.4); ax.set_title(name); ax.set_xlim(-2, 2); ax.set_ylim(-2, 2)
+    fig.savefig(path, dpi=80)
+    print(f"  figure written to {path}")
 
 # %% ../nbs/80_cli.ipynb #a5c4626c
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='torchebm-nb', description='torchebm_nb: energy-based models in PyTorch.')
+    parser.add_argument('--version', action='version', version=f'torchebm_nb {torchebm_nb.__version__}')
     sub = parser.add_subparsers(dest='command')
     sub.add_parser('info', help='versions, devices and exported components')
     d = sub.add_parser('demo', help='sample the 2-D double well with Langevin and HMC (the default command)')
     d.add_argument('--chains', type=int, default=4096, help='chains per sampler (default 4096)')
     d.add_argument('--steps', type=int, default=500, help='Langevin steps (default 500)')
     d.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    d.add_argument('--plot', default=None, help='save a PNG of the samples to this path')
+    d.add_argument('--plot', default=None, help='save a PNG of the samples to this path (needs matplotlib)')
     sub.add_parser('bench', add_help=False, help='the auto-discovering benchmark suite (torchebm-nb bench --help; --quick for a smoke run)')
     return parser
 
@@ -96,13 +114,18 @@ def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['bench']:                       # everything after `bench` belongs to the suite's own parser
         from torchebm_nb.bench import main as bench_main
-        return bench_main(argv[1:])
-    args = _parser().parse_args(argv)
+        return bench_main(argv[1:], prog='torchebm-nb bench')
+    parser = _parser()
+    args = parser.parse_args(argv)
+    threads = set_default_threads()
     command = args.command or 'demo'
     if command == 'info': print(info())
     elif command == 'demo':
         for flag in ('chains', 'steps'):
-            if getattr(args, flag, 1) < 1: _parser().error(f"--{flag} must be ≥ 1")
-        if args.command is None: demo()
-        else: demo(n_chains=args.chains, n_steps=args.steps, seed=args.seed, plot=args.plot)
+            if getattr(args, flag, 1) < 1: parser.error(f"--{flag} must be ≥ 1")
+        print(threads)
+        try:
+            if args.command is None: demo()
+            else: demo(n_chains=args.chains, n_steps=args.steps, seed=args.seed, plot=args.plot)
+        except ImportError as e: parser.error(str(e))   # --plot without matplotlib
     return 0

@@ -428,6 +428,7 @@ try:                                   # unequal batch sizes across ranks
 except ValueError as e:
     unequal = str(e)
 torch.save({'x0': x0, 'x1': x1, 'paired': out.x1, 'x0_is_x0': out.x0 is x0, 'unequal': unequal}, out_path)
+dist.barrier()                         # neither rank tears the group down while the other still uses it
 dist.destroy_process_group()
 """
 

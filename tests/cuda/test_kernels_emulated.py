@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from torchebm_nb.core import BaseModel, CosineScheduler, DoubleWellModel, HarmonicModel, RosenbrockModel
+from torchebm_nb.core import (BaseModel, CosineScheduler, DoubleWellModel, GaussianModel, HarmonicModel, RosenbrockModel,
+                              UnconvergedWarning, no_convergence_check)
 from torchebm_nb.cuda import kernels
 from torchebm_nb.cuda.emulator import CPUEmulator, find_cxx
 from torchebm_nb.cuda.kernels import (analytic_energy_plan, hmc_chain_, kernel_backend, langevin_chain_,
@@ -233,7 +234,7 @@ def test_langevin_sampler_trajectory_and_diagnostics(emu, monkeypatch):
     model = energies()['rastrigin']
     x0 = start(32, 4)
     sampler = LangevinDynamics(model, step_size=0.002)
-    with use_backend(emu):
+    with use_backend(emu), no_convergence_check():   # the check would split a run at mid-run (tested below)
         final = sampler.sample(x0, n_steps=30, generator=torch.Generator().manual_seed(1))
         traj, diag = sampler.sample(x0, n_steps=30, thin=5, return_trajectory=True, return_diagnostics=True,
                                     generator=torch.Generator().manual_seed(1))
@@ -507,13 +508,35 @@ def test_cupy_backend_glue_without_a_gpu(monkeypatch):
     assert ('make_stream', 1) not in events[5:] and events.count(('launch', (3,), (32,), 2)) == 2
 
 
+def test_the_convergence_check_on_the_whole_chain_path(emu, monkeypatch):
+    """The end-of-run check on a kernel path: the start is kept aside (the kernel updates the chains in place), the run
+    is split at mid-run for the energies of the drift criterion without changing a number, and the verdicts are the
+    torch path's."""
+    import torchebm_nb.cuda.dispatch as ld
+    calls = spy(monkeypatch, ld.WholeChainLangevin, '__call__')
+    model, x0 = GaussianModel(torch.ones(4), torch.eye(4)), start(256, 4)
+    def run(step_size, check):
+        sampler = LangevinDynamics(model, step_size=step_size)
+        sampler.check_convergence = check
+        with use_backend(emu), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            out = sampler.sample(x0, n_steps=100, generator=torch.Generator().manual_seed(3))
+        return out, [str(w.message) for w in caught if issubclass(w.category, UnconvergedWarning)]
+    healthy, warned = run(0.05, True)
+    assert len(calls) == 2 and warned == [], (calls, warned)          # two launches: steps 0–49 and 50–99
+    unchecked, _ = run(0.05, False)
+    assert len(calls) == 3 and torch.equal(healthy, unchecked)
+    _, warned = run(1e-3, True)                                        # TorchEBM's default step: barely moves
+    assert len(warned) == 1 and 'LangevinDynamics (step_size=0.001)' in warned[0] and 'of their spread' in warned[0], warned
+
+
 def test_mala_takes_the_whole_chain_hmc_kernel(emu, monkeypatch):
     "MALA(h) on the kernel path is the HMC kernel with L = 1 and step √(2h): the same launches, the same numbers."
     import torchebm_nb.cuda.dispatch as hm
     from torchebm_nb.samplers import MetropolisAdjustedLangevin
     calls = spy(monkeypatch, hm.WholeChainHMC, '__call__')
     model, x0, h = energies(3)['gaussian_full'], start(32, 3), 0.3
-    with use_backend(emu):
+    with use_backend(emu), no_convergence_check():   # the check would split a run at mid-run (tested below)
         a, da = MetropolisAdjustedLangevin(model, step_size=h).sample(x0, n_steps=12, thin=4, return_diagnostics=True,
                                                                      generator=torch.Generator().manual_seed(2))
         b, db = HamiltonianMonteCarlo(model, step_size=math.sqrt(2 * h), n_leapfrog_steps=1).sample(

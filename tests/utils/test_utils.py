@@ -238,4 +238,4 @@ def test_plot_helpers_return_figures_and_need_matplotlib(monkeypatch):
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
     plt.close('all')
     monkeypatch.setitem(sys.modules, 'matplotlib.pyplot', None)
-    with pytest.raises(ImportError, match='pip install matplotlib'): utils.plot_trace(chains)
+    with pytest.raises(ImportError, match=r'plot_trace: matplotlib is not installed.*pip install "torchebm_nb\[plot\]"'): utils.plot_trace(chains)

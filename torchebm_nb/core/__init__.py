@@ -1,4 +1,4 @@
-"""Core layer: device/dtype handling, schedulers, energy models, the MCMC step protocol and the base classes of every family."""
+"""Core layer: device/dtype handling, schedulers, energy models, the MCMC step protocol, the base classes of every family and the trainers."""
 from .base_module import TorchEBMModule, DeviceMixin, patch_override, warn_once
 from .base_scheduler import (BaseScheduler, ConstantScheduler, ExponentialDecayScheduler, LinearScheduler,
                              CosineScheduler, MultiStepScheduler, WarmupScheduler, TemperatureScheduler, Schedulable)
@@ -6,12 +6,13 @@ from .base_integrator import (BaseIntegrator, BaseRungeKuttaIntegrator, BaseSDER
                               BaseSymplecticIntegrator)
 from .base_coupling import BaseCoupling, BaseCostCoupling, BaseModelCoupling, CouplingResult
 from .base_interpolant import BaseInterpolant, expand_t_like_x
-from .mcmc import (ChainContext, ChainRecorder, Force, StepInfo, nonfinite_chains, nonfinite_energies, register_accelerator,
-                   report_nonfinite, run_chain)
+from .mcmc import (ChainContext, ChainRecorder, Force, StepInfo, UnconvergedWarning, no_convergence_check, nonfinite_chains,
+                   nonfinite_energies, register_accelerator, report_nonfinite, run_chain)
 from .base_sampler import BaseSampler, is_mcmc_sampler, mcmc_sample
 from .base_loss import BaseLoss, BaseContrastiveDivergence, BaseScoreMatching
 from .base_model import (BaseModel, DoubleWellModel, GaussianModel, HarmonicModel, RosenbrockModel, AckleyModel,
                          RastriginModel, HimmelblauModel, BoothModel, StyblinskiTangModel, CompositeModel)
+from .base_trainer import BaseTrainer, ContrastiveDivergenceTrainer
 
 __all__ = [
     'TorchEBMModule', 'DeviceMixin', 'patch_override', 'warn_once', 'BaseSampler', 'BaseLoss', 'BaseContrastiveDivergence', 'BaseScoreMatching', 'BaseInterpolant', 'expand_t_like_x',
@@ -22,5 +23,6 @@ __all__ = [
     'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
     'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable',
     'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
-    'run_chain', 'is_mcmc_sampler', 'mcmc_sample',
+    'run_chain', 'UnconvergedWarning', 'no_convergence_check', 'is_mcmc_sampler', 'mcmc_sample',
+    'BaseTrainer', 'ContrastiveDivergenceTrainer',
 ]

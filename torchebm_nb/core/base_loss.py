@@ -18,7 +18,8 @@ from .base_module import (TorchEBMModule, reject_unknown_arguments, resolve_gene
                                           substitute_condition, warn_once)
 from .base_coupling import BaseModelCoupling
 from .base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
-from .validation import check_bool, check_int, check_real
+from .mcmc import no_convergence_check
+from .validation import check_bool, check_instance, check_int, check_real, describe_type
 
 # %% auto #0
 __all__ = ['BaseLoss', 'BaseContrastiveDivergence', 'dtensor_parameters', 'BaseScoreMatching', 'BaseInterpolantLoss',
@@ -149,9 +150,9 @@ _SAMPLER_OPTIONS = ('model_kwargs', 'generator')   # passed to sampler.sample wh
 def _sample_options(sampler: Any) -> frozenset:
     "Which of `_SAMPLER_OPTIONS` `sampler.sample` accepts (all of them when it takes **kwargs or has no signature)."
     sample = getattr(sampler, 'sample', None)
-    if not callable(sample):
+    if not callable(sample) or isinstance(sampler, type):
         raise TypeError(f"sampler must be a BaseSampler (e.g. LangevinDynamics) or an object with a callable "
-                        f"sample(x=..., n_steps=...) method; got {type(sampler).__name__}")
+                        f"sample(x=..., n_steps=...) method; got {describe_type(sampler)}")
     try: parameters = inspect.signature(sample).parameters.values()
     except (TypeError, ValueError): return frozenset(_SAMPLER_OPTIONS)   # a builtin or C callable: assume it does
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters): return frozenset(_SAMPLER_OPTIONS)
@@ -172,7 +173,7 @@ class BaseContrastiveDivergence(BaseLoss):
                  device: Union[str, torch.device, None] = None, # device of the loss computation
                  *args, **kwargs):
         super().__init__(dtype, device, *args, **kwargs)
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+        check_instance(model, 'model', nn.Module, 'an nn.Module instance (e.g. a BaseModel)')
         self._sampler_accepts = _sample_options(sampler)
         self.model, self.sampler = model, sampler
         self.k_steps = check_int(k_steps, 'k_steps', minimum=1)
@@ -201,14 +202,14 @@ class BaseContrastiveDivergence(BaseLoss):
 @patch
 def _run_sampler(self: BaseContrastiveDivergence, x: torch.Tensor, n_steps: int, generator: Optional[torch.Generator],
                  model_kwargs: Optional[dict] = None) -> torch.Tensor:
-    "`sampler.sample(x=x, n_steps=n_steps)`, with `model_kwargs` and `generator` when its `sample` takes them."
+    "`sampler.sample(x=x, n_steps=n_steps)`, with `model_kwargs` and `generator` when its `sample` takes them; no convergence check."
     options = {}
     if 'model_kwargs' in self._sampler_accepts: options['model_kwargs'] = model_kwargs or None
     elif model_kwargs:
         raise TypeError(f"{type(self.sampler).__name__}.sample does not accept model_kwargs, so the conditioning "
                         f"{sorted(model_kwargs)} cannot reach the negative chains")
     if 'generator' in self._sampler_accepts: options['generator'] = generator
-    return self.sampler.sample(x=x, n_steps=n_steps, **options)
+    with no_convergence_check(): return self.sampler.sample(x=x, n_steps=n_steps, **options)
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #5ca3745d
 @patch
@@ -363,7 +364,7 @@ class BaseScoreMatching(BaseLoss):
                  functional_model: Optional[nn.Module] = None, # the unsharded module to call functionally (not registered)
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
+        check_instance(model, 'model', nn.Module, 'an nn.Module instance (e.g. a BaseModel)')
         self.model = model
         self.noise_scale, self.regularization_strength = noise_scale, regularization_strength
         self.use_autograd = check_bool(use_autograd, 'use_autograd')
@@ -371,8 +372,7 @@ class BaseScoreMatching(BaseLoss):
         if custom_regularization is not None and not callable(custom_regularization):
             raise TypeError("custom_regularization must be callable fn(x, model) or None")
         self.custom_regularization = custom_regularization
-        if functional_model is not None and not isinstance(functional_model, nn.Module):
-            raise TypeError(f"functional_model must be an nn.Module or None; got {type(functional_model).__name__}")
+        if functional_model is not None: check_instance(functional_model, 'functional_model', nn.Module, 'an nn.Module or None')
         self.__dict__['_functional_model'] = functional_model   # a template, not a submodule: no parameters, no state
 
     noise_scale = scheduled_parameter(
@@ -577,7 +577,7 @@ class CallableModule(nn.Module):
                 ):
         super().__init__()
         if not callable(fn) or isinstance(fn, (type, nn.Module)):
-            raise TypeError(f"fn must be a function or another plain callable; got {type(fn).__name__}")
+            raise TypeError(f"fn must be a function or another plain callable; got {describe_type(fn)}")
         self.fn = fn
 
     def forward(self, *args, **kwargs):
@@ -590,8 +590,6 @@ def as_module(obj: Any, # an nn.Module, or a plain callable to wrap
               name: str = 'model', # the argument's name, for the error message
              ) -> nn.Module: # `obj` itself, or a `CallableModule` calling it
     "`obj` when it is an `nn.Module`, `CallableModule(obj)` when it is a plain callable; otherwise a TypeError naming `name`."
-    if isinstance(obj, nn.Module): return obj
-    if isinstance(obj, type):
-        raise TypeError(f"{name} must be an nn.Module instance or a callable; got the class {obj.__name__} (instantiate it)")
-    if callable(obj): return CallableModule(obj)
-    raise TypeError(f"{name} must be an nn.Module or a callable such as a function or lambda; got {type(obj).__name__}")
+    obj = check_instance(obj, name, nn.Module, 'an nn.Module or a callable such as a function or lambda',
+                         allow_callable=True)
+    return obj if isinstance(obj, nn.Module) else CallableModule(obj)

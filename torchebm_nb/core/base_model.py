@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from torch import nn
 
 from .base_module import TorchEBMModule, reject_unknown_arguments
-from .validation import check_real
+from .validation import check_instance, check_real
 
 # %% auto #0
 __all__ = ['BaseModel', 'AnalyticModel', 'DoubleWellModel', 'GaussianModel', 'HarmonicModel', 'RosenbrockModel', 'AckleyModel',
@@ -334,7 +334,7 @@ class CompositeModel(BaseModel):
         if not isinstance(models, list) or not models:
             raise ValueError("models must be a non-empty list of BaseModel instances")
         for i, m in enumerate(models):
-            if not isinstance(m, BaseModel): raise TypeError(f"models[{i}] must be a BaseModel; got {type(m).__name__}")
+            check_instance(m, f"models[{i}]", BaseModel)
         weights = [1.0] * len(models) if weights is None else [check_real(w, 'weights') for w in weights]
         if len(weights) != len(models):
             raise ValueError(f"weights has {len(weights)} entries but there are {len(models)} models")

@@ -13,7 +13,7 @@ from torch import nn
 from .base_module import TorchEBMModule, normalize_device, resolve_device, resolve_dtype, resolve_generator
 from .base_scheduler import Schedulable
 from .mcmc import ChainContext, StepInfo, run_chain
-from .validation import check_int, is_int
+from .validation import check_instance, check_int, is_int
 from fastcore.basics import patch
 
 # %% auto #0
@@ -33,13 +33,13 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
     nonfinite_policy: str = 'warn'   # what to do when chains become NaN/inf: 'warn', 'raise' or 'ignore' (a wrapper reports)
     nonfinite_check_every: int = 32  # steps between the (sync-free) non-finite checks
     optimal_acceptance: Optional[float] = None  # Metropolis-corrected samplers: the acceptance rate adaptation aims at
+    check_convergence: bool = True   # warn (UnconvergedWarning, once per object) when a run is plainly unconverged
 
     def __init__(self, model: nn.Module, # the energy model (or the field, for flow samplers)
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
                 ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module (e.g. a BaseModel); got {type(model).__name__}")
+        check_instance(model, 'model', nn.Module, 'a torch.nn.Module instance (e.g. a BaseModel)')
         device, dtype = resolve_device(device), resolve_dtype(dtype)
         model_device = _module_device(model)
         if device is None: device = model_device
@@ -83,6 +83,7 @@ def current_params(self: BaseSampler) -> Any:
 # %% ../../nbs/00_core/03_base_sampler.ipynb #de8d39e4
 def is_mcmc_sampler(sampler: Any) -> bool:
     "Whether `sampler` has the step protocol (init, step, current_params) and BaseSampler's run methods (context, initial_state, schedulers)."
+    if isinstance(sampler, type): return False   # a sampler class, not a sampler
     names = ('init', 'step', 'current_params', 'context', 'initial_state', 'reset_schedulers')
     if not all(callable(getattr(sampler, name, None)) for name in names): return False
     return getattr(type(sampler), 'step', None) is not BaseSampler.step

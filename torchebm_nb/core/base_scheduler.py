@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 from fastcore.basics import patch
 from torch import nn
 
-from .validation import check_bool, check_int, check_real, is_real
+from .validation import check_bool, check_instance, check_int, check_real, describe_type, is_real
 
 # %% auto #0
 __all__ = ['BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
@@ -143,8 +143,7 @@ class WarmupScheduler(BaseScheduler):
                  warmup_steps: int, # length of the warm-up, > 0
                  warmup_init_factor: float = 0.01, # fraction of the main start value at step 0
                 ):
-        if not isinstance(main_scheduler, BaseScheduler):
-            raise TypeError(f"main_scheduler must be a BaseScheduler; got {type(main_scheduler).__name__}")
+        check_instance(main_scheduler, 'main_scheduler', BaseScheduler)
         self.main_scheduler = main_scheduler
         self.warmup_steps = check_int(warmup_steps, 'warmup_steps', minimum=0, strict_minimum=True)
         self.warmup_init_factor = check_real(warmup_init_factor, 'warmup_init_factor')
@@ -208,8 +207,7 @@ class Schedulable:
                            scheduler: BaseScheduler, # its schedule
                           ) -> None:
         "Register (or replace) the scheduler behind parameter `name`."
-        if not isinstance(scheduler, BaseScheduler):
-            raise TypeError(f"scheduler for {name!r} must be a BaseScheduler; got {type(scheduler).__name__}")
+        check_instance(scheduler, f"scheduler for {name!r}", BaseScheduler)
         self.schedulers[name] = scheduler
 
     def get_schedulers(self) -> Dict[str, BaseScheduler]:
@@ -222,7 +220,7 @@ class Schedulable:
         elif is_real(value):
             if not math.isfinite(value): raise ValueError(f"{name} must be a finite number; got {value}")
             scheduler = ConstantScheduler(value)
-        else: raise TypeError(f"{name} must be a number or a BaseScheduler; got {type(value).__name__} {value!r}")
+        else: raise TypeError(f"{name} must be a number or a BaseScheduler; got {describe_type(value)} {value!r}")
         if nonnegative and not scheduler.get_value() >= 0:
             raise ValueError(f"{name} must be ≥ 0; got {scheduler.get_value()}")
         if positive:

@@ -16,7 +16,7 @@ from torch import nn
 
 from .base_module import resolve_device, resolve_dtype, resolve_generator
 from .base_sampler import BaseSampler
-from .validation import check_bool, check_int, check_real
+from .validation import check_bool, check_instance, check_int, check_real
 
 torch.set_float32_matmul_precision("high")
 
@@ -55,9 +55,9 @@ class BaseTrainer:
                  progress: bool = True, # show a tqdm progress bar (addition)
                  max_grad_norm: Optional[float] = None, # clip the gradient norm before each step (addition)
                 ):
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-        if not isinstance(optimizer, torch.optim.Optimizer): raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
-        if not callable(loss_fn): raise TypeError(f"loss_fn must be callable (an nn.Module loss); got {type(loss_fn).__name__}")
+        check_instance(model, 'model', nn.Module, 'an nn.Module instance')
+        check_instance(optimizer, 'optimizer', torch.optim.Optimizer, 'a torch.optim.Optimizer instance')
+        check_instance(loss_fn, 'loss_fn', nn.Module, 'callable (an nn.Module loss)', allow_callable=True)
         self.grad_accum_steps = check_int(grad_accum_steps, 'grad_accum_steps', minimum=1)
         device = resolve_device(device) or torch.device('cuda' if torch.cuda.is_available() else 'cpu')
         self.device, self.dtype = device, resolve_dtype(dtype)

@@ -31,7 +31,8 @@ class BaseSyntheticDataset(Dataset, ABC):
                 ):
         self.n_samples = check_int(n_samples, 'n_samples')
         device = resolve_device(device)
-        self.device = device if device is not None else normalize_device(torch.get_default_device())
+        # the default device, a `with torch.device(...)` block included (torch.get_default_device ignores one before torch 2.8)
+        self.device = device if device is not None else normalize_device(torch.empty(0).device)
         self.dtype = resolve_dtype(dtype) or torch.get_default_dtype()
         self._generator = torch.Generator(device='cpu')
         self.seed: int = self._reseed(seed)

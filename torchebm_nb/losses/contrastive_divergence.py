@@ -16,7 +16,7 @@ from .._deprecation import declare_deprecation
 from ..core.base_loss import BaseContrastiveDivergence
 from ..core.base_module import patch_override, resolve_generator
 from ..core.base_sampler import BaseSampler, is_mcmc_sampler
-from ..core.validation import check_bool, check_int, check_real
+from ..core.validation import check_bool, check_int, check_real, describe_type
 from ..samplers.parallel_tempering import advance_replicas, temperature_ladder
 
 # %% auto #0
@@ -162,7 +162,7 @@ class ParallelTemperingCD(ContrastiveDivergence):
                  *args, **kwargs): # cfg_dropout, null_condition, check_conditioning (see BaseLoss)
         if not is_mcmc_sampler(sampler):   # the replicas advance through the step protocol, not through sample()
             raise TypeError(f"ParallelTemperingCD needs an MCMC sampler (a BaseSampler with init and step, such as "
-                            f"LangevinDynamics); got {type(sampler).__name__}")
+                            f"LangevinDynamics); got {describe_type(sampler)}")
         if kwargs.get('persistent', True) is not True:
             raise ValueError(f"ParallelTemperingCD is always persistent; got persistent={kwargs['persistent']!r}")
         kwargs.pop('persistent', None)

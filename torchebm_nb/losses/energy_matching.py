@@ -17,7 +17,8 @@ from ..core.base_model import BaseModel
 from ..core.base_module import patch_override, resolve_generator
 from ..core.base_sampler import BaseSampler
 from ..core.base_scheduler import BaseScheduler, ConstantScheduler, TemperatureScheduler, scheduled_parameter
-from ..core.validation import check_int, check_real
+from ..core.mcmc import no_convergence_check
+from ..core.validation import check_instance, check_int, check_real, describe_type
 from .loss_utils import compute_flow_weight, mean_flat, trimmed_mean
 from ..samplers.langevin_dynamics import LangevinDynamics
 
@@ -61,8 +62,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
                  *args, **kwargs):
         super().__init__(interpolant, coupling, 0.0, t_sampler, t_p_mean, t_p_std, loss_weight_fn, dtype, device,
                          *args, **kwargs)
-        if not isinstance(model, BaseModel):
-            raise TypeError(f"model must be a BaseModel (a potential V(x) -> (B,)); got {type(model).__name__}")
+        check_instance(model, 'model', BaseModel, 'a BaseModel instance (a potential V(x) -> (B,))')
         self.model = model
         self._check_options(noise_fraction, cd_trim_fraction, cd_clamp, langevin_dt, flow_weight_cutoff, n_langevin_steps)
         # the two noise schedules of the negatives (validated here); sample() resets them at every run
@@ -72,7 +72,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
         if sampler is None:
             sampler = LangevinDynamics(model, step_size=self.langevin_dt, noise_scale=1.0, dtype=self.dtype, device=self.device)
         elif not isinstance(sampler, BaseSampler) or 'noise_scale' not in sampler.get_schedulers():
-            raise TypeError(f"sampler must be a sampler with a noise_scale (e.g. LangevinDynamics); got {type(sampler).__name__}")
+            raise TypeError(f"sampler must be a sampler with a noise_scale (e.g. LangevinDynamics); got {describe_type(sampler)}")
         self.sampler = sampler
         self.sigma, self.lambda_cd = sigma, lambda_cd
 
@@ -179,7 +179,7 @@ def sample_negatives(self: EnergyMatchingLoss,
     generator = resolve_generator(generator, x1.device)
     n_noise = int(round(self.noise_fraction * B))
     parts = []
-    with torch.no_grad():
+    with torch.no_grad(), no_convergence_check():   # negatives for a loss, not draws: no convergence check
         if n_noise > 0:
             if x0 is None: start = torch.randn((n_noise, *x1.shape[1:]), generator=generator, device=x1.device, dtype=x1.dtype)
             else: start = x0[torch.randperm(B, generator=generator, device=x1.device)[:n_noise]]

@@ -13,7 +13,7 @@ from ..core.base_loss import as_module
 from ..core.base_model import BaseModel, _check_input
 from ..core.base_module import substitute_condition
 from ..core.base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
-from ..core.validation import check_int, check_real
+from ..core.validation import check_instance, check_int, check_real
 
 # %% auto #0
 __all__ = ['EqMEnergy', 'InteractionModel', 'ClassifierFreeGuidance']
@@ -78,7 +78,7 @@ class InteractionModel(Schedulable, BaseModel):
                  strength: Union[float, BaseScheduler] = 1.0, # interaction strength s (a number or a scheduler)
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module (a BaseModel); got {type(model).__name__}")
+        check_instance(model, 'model', nn.Module, 'an nn.Module (a BaseModel)')
         self.sigma_w = check_real(sigma_w, 'sigma_w')
         if self.sigma_w <= 0: raise ValueError(f"sigma_w must be positive; got {sigma_w}")
         self.model = model

@@ -13,7 +13,7 @@ import torch
 
 from ..core.base_sampler import BaseSampler, is_mcmc_sampler
 from ..core.base_scheduler import BaseScheduler, ConstantScheduler
-from ..core.validation import check_bool, check_int, check_real
+from ..core.validation import check_bool, check_int, check_real, describe_type
 from .hmc import check_mass
 
 # %% auto #0
@@ -141,19 +141,19 @@ def replace_params(params: Any, # a sampler's `current_params()`: a NamedTuple, 
     if isinstance(params, Mapping): return {**params, **changes}
     if hasattr(params, '_replace'): return params._replace(**changes)   # a NamedTuple, as the built-in samplers' are
     if dataclasses.is_dataclass(params): return dataclasses.replace(params, **changes)
-    raise TypeError(f"params must be a NamedTuple, a dataclass or a mapping to be adapted; got {type(params).__name__}")
+    raise TypeError(f"params must be a NamedTuple, a dataclass or a mapping to be adapted; got {describe_type(params)}")
 
 def _check_adaptable(sampler, adapt_mass: bool) -> Any:
     "The sampler's current params, after checking it can be adapted."
     if not is_mcmc_sampler(sampler):
-        raise TypeError(f"sampler must be an MCMC sampler (a BaseSampler with init and step); got {type(sampler).__name__}")
+        raise TypeError(f"sampler must be an MCMC sampler (a BaseSampler with init and step); got {describe_type(sampler)}")
     params = sampler.current_params()
     if sampler.optimal_acceptance is None or _param(params, 'step_size') is None:
         raise TypeError(f"window_adaptation needs a Metropolis-corrected sampler with a step_size (HamiltonianMonteCarlo, "
-                        f"MetropolisAdjustedLangevin, NoUTurnSampler, RiemannianManifoldHMC); got {type(sampler).__name__}")
+                        f"MetropolisAdjustedLangevin, NoUTurnSampler, RiemannianManifoldHMC); got {describe_type(sampler)}")
     if adapt_mass and _param(params, 'mass') is None:
         raise TypeError(f"adapt_mass=True needs a sampler with a diagonal mass (HamiltonianMonteCarlo, "
-                        f"MetropolisAdjustedLangevin, NoUTurnSampler); got {type(sampler).__name__}")
+                        f"MetropolisAdjustedLangevin, NoUTurnSampler); got {describe_type(sampler)}")
     return params
 
 def _warmup_plan(n_warmup: int, adapt_mass: bool) -> Tuple[range, set, int]:

@@ -34,6 +34,7 @@ class DescentParams(NamedTuple):
 class GradientDescentSampler(BaseSampler):
     "Deterministic descent x ← x − η∇E(x) towards a mode of the energy."
     diagnostic_keys = ('energy',)
+    check_convergence = False   # an optimiser: its chains collapse onto modes, which the MCMC convergence check would misread
     sample = mcmc_sample   # `sample()`: the thin shell over `run_chain`, with conditioning
     step_size = scheduled_parameter('step_size', "The step η > 0 (a scheduler's current value when scheduled).", positive=True)
 

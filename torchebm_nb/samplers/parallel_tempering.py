@@ -14,7 +14,7 @@ from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, is_mcmc_sampler
 from ..core.mcmc import ChainContext, ChainRecorder, nonfinite_chains, report_nonfinite, run_chain
-from ..core.validation import check_int, check_real
+from ..core.validation import check_int, check_real, describe_type
 
 # %% auto #0
 __all__ = ['ReplicaExchange', 'temperature_ladder', 'TemperedEnergy', 'swap_replicas', 'advance_replicas', 'ParallelTempering']
@@ -31,7 +31,7 @@ def _check_temperatures(temperatures: Any) -> torch.Tensor:
     "A ladder 1.0 = T₁ < T₂ < … (finite), else `TypeError`/`ValueError` naming `temperatures`."
     if torch.is_tensor(temperatures) and temperatures.ndim == 1: values = temperatures.detach().cpu().tolist()
     elif isinstance(temperatures, (list, tuple)): values = list(temperatures)
-    else: raise TypeError(f"temperatures must be a 1-D sequence of numbers; got {type(temperatures).__name__}")
+    else: raise TypeError(f"temperatures must be a 1-D sequence of numbers; got {describe_type(temperatures)}")
     values = [check_real(t, f'temperatures[{i}]') for i, t in enumerate(values)]   # finite, or ValueError
     if len(values) < 2: raise ValueError(f"temperatures must hold at least 2 values (1.0 and hotter ones); got {values}")
     if values[0] != 1.0: raise ValueError(f"temperatures[0] must be 1.0 (the replica that samples the target); got {values[0]}")
@@ -147,7 +147,7 @@ def advance_replicas(sampler: BaseSampler, # the MCMC sampler; replica k runs it
         stop = min((done // swap_every + 1) * swap_every, n_steps)
         if record is not None: stop = min(stop, (done // thin + 1) * thin)
         flat = run_chain(sampler, flat, stop - done, ctx=tempered, reset_schedulers=reset_schedulers and done == 0,
-                         nonfinite_policy='ignore')   # one report for the whole run, below
+                         nonfinite_policy='ignore', check_convergence=False)   # one report for the whole run, below; segments are short
         done = stop
         if done % swap_every == 0 or done == n_steps:
             with torch.no_grad():

@@ -16,7 +16,7 @@ from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, mcmc_sample
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
 from ..core.mcmc import ChainContext, StepInfo, nonfinite_energies
-from ..core.validation import check_int
+from ..core.validation import check_int, describe_type
 from .._deprecation import declare_deprecation
 from ..integrators.integrator_utils import resolve_integrator
 from ..integrators.leapfrog import GeneralisedLeapfrogIntegrator
@@ -56,7 +56,7 @@ class _Geometry:
         "G(x), checked to be a (B, d, d) tensor and cast to x's device and dtype."
         G = self.metric_fn(x)
         if not torch.is_tensor(G):
-            raise TypeError(f"metric_fn must return a tensor of shape (B, d, d) = {self.shape}; got {type(G).__name__}")
+            raise TypeError(f"metric_fn must return a tensor of shape (B, d, d) = {self.shape}; got {describe_type(G)}")
         if tuple(G.shape) != self.shape:
             raise ValueError(f"metric_fn must return a tensor of shape (B, d, d) = {self.shape} for x of shape "
                              f"{tuple(x.shape)}; got shape {tuple(G.shape)}")
@@ -148,7 +148,7 @@ class RiemannianManifoldHMC(BaseSampler):
         super().__init__(model, dtype=dtype, device=device)
         if not callable(metric_fn):
             raise TypeError(f"metric_fn must be callable, mapping x (B, *S) to an SPD metric G(x) (B, d, d); "
-                            f"got {type(metric_fn).__name__}")
+                            f"got {describe_type(metric_fn)}")
         self.metric_fn = metric_fn
         self.step_size = step_size
         self.n_leapfrog_steps = check_int(n_leapfrog_steps, 'n_leapfrog_steps', minimum=1)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..core.validation import check_bool, check_int, is_int
+from ..core.validation import check_bool, check_instance, check_int, is_int
 
 # %% auto #0
 __all__ = ['is_distributed', 'get_rank', 'get_world_size', 'all_gather_cat', 'broadcast_object', 'broadcast_tensor', 'unsharded']
@@ -109,7 +109,7 @@ def unsharded(module: nn.Module, # a module, possibly FSDP2-sharded
               recurse: bool = True, # also keep nested FSDP modules unsharded
              ) -> Iterator[nn.Module]:
     "Keep an FSDP2 module's parameters gathered for the block (no reshard after each forward); no-op otherwise."
-    if not isinstance(module, nn.Module): raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
+    check_instance(module, 'module', nn.Module, 'a torch.nn.Module')
     check_bool(recurse, 'recurse')
     set_reshard = getattr(module, 'set_reshard_after_forward', None)
     if set_reshard is None:

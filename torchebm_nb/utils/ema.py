@@ -13,7 +13,7 @@ import torch
 from fastcore.basics import patch
 from torch import nn
 
-from ..core.validation import check_bool, check_real, is_real
+from ..core.validation import check_bool, check_instance, check_real, is_real
 
 # %% auto #0
 __all__ = ['requires_grad', 'update_ema', 'EMA']
@@ -23,9 +23,7 @@ _PARALLEL_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 def _check_module(model, name: str) -> nn.Module:
     "Raise `TypeError` naming `name` unless `model` is an `nn.Module`."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module; got {type(model).__name__}")
-    return model
+    return check_instance(model, name, nn.Module, 'a torch.nn.Module')
 
 def _unwrap_parallel(model: nn.Module) -> nn.Module:
     "The module inside a DataParallel / DistributedDataParallel wrapper (the module itself otherwise)."

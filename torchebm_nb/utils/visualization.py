@@ -14,18 +14,20 @@ from ..core.validation import check_bool, check_int, check_real, is_int
 from .diagnostics import autocorrelation, effective_sample_size, split_rhat, _as_chains
 
 # %% auto #0
-__all__ = ['plot_energy_landscape', 'plot_samples', 'plot_trajectories', 'plot_trace', 'plot_autocorrelation']
+__all__ = ['require_pyplot', 'plot_energy_landscape', 'plot_samples', 'plot_trajectories', 'plot_trace', 'plot_autocorrelation']
 
-# %% ../../nbs/70_utils/06_visualization.ipynb #9d25f569
-def _pyplot():
-    "matplotlib.pyplot, or an ImportError that says how to install it."
+# %% ../../nbs/70_utils/06_visualization.ipynb #d897e036
+def require_pyplot(what: str = "torchebm_nb's plotting helpers", # who needs it, for the message
+                  ):
+    "`matplotlib.pyplot`, or an ImportError that names `what` and the `plot` extra to install."
     try:
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError("torchebm_nb's plotting helpers need matplotlib, which is not installed: "
-                          "pip install matplotlib") from e
+        raise ImportError(f"{what}: matplotlib is not installed; install the plotting extra with "
+                          f'pip install "torchebm_nb[plot]" (or pip install matplotlib)') from e
     return plt
 
+# %% ../../nbs/70_utils/06_visualization.ipynb #9d25f569
 def _to_numpy(x, name: str) -> np.ndarray:
     "A tensor (any device or float dtype) or array as a float64 numpy array."
     if torch.is_tensor(x): return x.detach().to('cpu', torch.float64).numpy()
@@ -91,7 +93,7 @@ def _select_components(n_components: int, dims, name: str = 'dims') -> list:
 
 def _axes_for(ax, count: int, height: float = 2.0):
     "A list of `count` axes: new ones stacked in a fresh figure, or the given Axes / sequence of Axes."
-    plt = _pyplot()
+    plt = require_pyplot()
     if ax is None:
         fig, axes = plt.subplots(count, 1, figsize=(6.5, height * count), sharex=True, squeeze=False)
         return fig, list(axes[:, 0])
@@ -114,6 +116,7 @@ def plot_energy_landscape(model: Callable, # energy: (P, 2) points -> (P,) energ
                           cmap: str = 'viridis', # matplotlib colour map
                          ):
     "Contour or surface plot of a 2-D energy, optionally with the field −∇E; returns the figure."
+    plt = require_pyplot('plot_energy_landscape')
     if not callable(model): raise TypeError(f"model must be callable (points -> energies); got {type(model).__name__}")
     (x0, x1), (y0, y1) = _check_limits(xlim, 'xlim'), _check_limits(ylim, 'ylim')
     n, levels = check_int(n, 'n', minimum=2), check_int(levels, 'levels', minimum=2)
@@ -122,7 +125,6 @@ def plot_energy_landscape(model: Callable, # energy: (P, 2) points -> (P,) energ
         check_bool(value, name)
     if gradient_field and kind == 'surface': raise ValueError("gradient_field is drawn on contour plots only (kind='contour')")
     _check_ax(ax)
-    plt = _pyplot()
     device, dtype = _model_placement(model)
     xs, ys = torch.linspace(x0, x1, n, dtype=dtype, device=device), torch.linspace(y0, y1, n, dtype=dtype, device=device)
     gx, gy = torch.meshgrid(xs, ys, indexing='xy')
@@ -168,6 +170,7 @@ def plot_samples(samples, # (B, D) with D ≥ 2 (first two coordinates scattered
                  max_points: int = 5000, # at most this many points of each set are drawn
                 ):
     "Scatter (2-D) or histogram (1-D) of samples, over reference data when given; returns the figure."
+    plt = require_pyplot('plot_samples')
     _check_ax(ax)
     max_points = check_int(max_points, 'max_points', minimum=1)
     sets = [('samples', _to_numpy(samples, 'samples'))] + ([] if data is None else [('data', _to_numpy(data, 'data'))])
@@ -176,7 +179,6 @@ def plot_samples(samples, # (B, D) with D ≥ 2 (first two coordinates scattered
             raise ValueError(f"{name} must have shape (B,) or (B, D); got {values.shape}")
     one_dim = [v.ndim == 1 or v.shape[1] == 1 for _, v in sets]
     if len(set(one_dim)) != 1: raise ValueError("samples and data must both be 1-D or both have D ≥ 2 coordinates")
-    plt = _pyplot()
     if ax is None: fig, ax = plt.subplots(figsize=(4.5, 4) if not one_dim[0] else (5, 3))
     colours = {'data': 'tab:gray', 'samples': 'tab:blue'}
     for name, values in reversed(sets):                         # data underneath
@@ -195,6 +197,7 @@ def plot_trajectories(trajectory, # (B, T, 2) chain paths (a sampler's `return_t
                       max_chains: int = 10, # draw at most this many chains
                      ):
     "Paths of 2-D chains from start (○) to end (×), over the energy landscape when `model` is given; returns the figure."
+    plt = require_pyplot('plot_trajectories')
     _check_ax(ax)
     max_chains = check_int(max_chains, 'max_chains', minimum=1)
     paths = _to_numpy(trajectory, 'trajectory')
@@ -202,7 +205,6 @@ def plot_trajectories(trajectory, # (B, T, 2) chain paths (a sampler's `return_t
     if paths.ndim != 3 or paths.shape[-1] != 2 or paths.shape[1] < 1:
         raise ValueError(f"trajectory must have shape (B, T, 2) or (T, 2); got {tuple(paths.shape)}")
     paths = paths[:max_chains]
-    plt = _pyplot()
     if ax is None: fig, ax = plt.subplots(figsize=(5, 4))
     if model is not None:
         low, high = paths.reshape(-1, 2).min(0), paths.reshape(-1, 2).max(0)
@@ -225,6 +227,7 @@ def plot_trace(chains, # (C, N, *S) chains, or one chain (N,)
                max_chains: int = 10, # draw at most this many chains
               ):
     "Trace plots, one panel per component, each titled with split R-hat and ESS; returns the figure."
+    require_pyplot('plot_trace')
     x = _as_chains(torch.as_tensor(chains) if isinstance(chains, np.ndarray) else chains, min_draws=1)[0]
     max_chains = check_int(max_chains, 'max_chains', minimum=1)
     flat = x.reshape(x.shape[0], x.shape[1], -1)
@@ -248,6 +251,7 @@ def plot_autocorrelation(chains, # (C, N, *S) chains, or one chain (N,)
                          dims: Optional[Union[int, Sequence[int]]] = None, # components (flattened S); default the first four
                         ):
     "Chain-averaged autocorrelation per component against lag, with the white-noise band; returns the figure."
+    plt = require_pyplot('plot_autocorrelation')
     _check_ax(ax)
     x = _as_chains(torch.as_tensor(chains) if isinstance(chains, np.ndarray) else chains, min_draws=2)[0]
     max_lag = check_int(max_lag, 'max_lag', minimum=1)
@@ -255,7 +259,6 @@ def plot_autocorrelation(chains, # (C, N, *S) chains, or one chain (N,)
     components = _select_components(flat.shape[2], dims)
     lags = min(max_lag, flat.shape[1] - 1)
     rho = _to_numpy(autocorrelation(flat[:, :, components], max_lag=lags).mean(0), 'autocorrelation')
-    plt = _pyplot()
     if ax is None: fig, ax = plt.subplots(figsize=(5, 3))
     band = 1.96 / np.sqrt(flat.shape[1])
     ax.axhspan(-band, band, color='tab:gray', alpha=0.25, lw=0, label='±1.96/√N')
