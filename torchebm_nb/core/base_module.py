@@ -6,6 +6,7 @@
 from __future__ import annotations
 import abc
 import inspect
+import os
 import sys
 import warnings
 from contextlib import nullcontext
@@ -20,8 +21,8 @@ from .validation import check_bool
 
 # %% auto #0
 __all__ = ['DeviceMixin', 'patch_override', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device',
-           'resolve_device', 'resolve_dtype', 'resolve_generator', 'TorchEBMModule', 'substitute_condition',
-           'warn_once']
+           'resolve_device', 'check_device_available', 'resolve_dtype', 'resolve_generator', 'read_checkpoint',
+           'restore_state', 'TorchEBMModule', 'substitute_condition', 'warn_once']
 
 # %% ../../nbs/00_core/00_base_module.ipynb #be7fc76b
 _all_ = ['warn_once']    # defined in torchebm_nb._deprecation, re-exported as part of core's API
@@ -85,8 +86,24 @@ def resolve_device(device: Union[str, torch.device, None], # a device spec, or N
     if isinstance(device, int) and not isinstance(device, bool): device = torch.device('cuda', device)
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"{name} must be a str, torch.device or None; got {type(device).__name__}")
-    try: return normalize_device(torch.device(device))
+    try: parsed = torch.device(device)
     except RuntimeError as e: raise ValueError(f"{name}={device!r} is not a valid device: {e}") from None
+    return normalize_device(check_device_available(parsed, name))
+
+def check_device_available(device: torch.device, # a parsed device
+                           name: str = 'device', # the argument's name, for error messages
+                          ) -> torch.device:
+    "`device`, or a `ValueError` naming `name` when it is a CUDA or MPS device this machine does not have."
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={str(device)!r}, but CUDA is not available on this machine (torch {torch.__version__}: "
+                             "torch.cuda.is_available() is False); pass device='cpu' or None")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{name}={str(device)!r}, but this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
+    if device.type == 'mps' and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={str(device)!r}, but MPS is not available on this machine; pass device='cpu' or None")
+    return device
 
 def resolve_dtype(dtype: Optional[torch.dtype], # a floating dtype, or None for "not set"
                   name: str = 'dtype', # the argument's name, for error messages
@@ -116,6 +133,44 @@ def resolve_generator(generator: Union[torch.Generator, int, None], # a generato
         raise ValueError(f"{name} is a {generator.device} generator but random numbers are drawn on {device}; "
                          f"create it with torch.Generator(device='{device.type}')")
     return generator
+
+# %% ../../nbs/00_core/00_base_module.ipynb #5427b0cf
+def read_checkpoint(path: Union[str, os.PathLike], # the file
+                    required: tuple = (), # entries the saved dict must have
+                    name: str = 'path', # the argument's name, for error messages
+                    writer: str = 'save_checkpoint', # what writes such files, for error messages
+                    **load_kwargs, # passed to torch.load (map_location, weights_only)
+                   ) -> dict:
+    "The dict saved at `path`; a `ValueError` naming the file when it is unreadable, not a dict, or lacks a `required` entry."
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike; got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.isfile(path): raise FileNotFoundError(f"{name}={path!r} is not a file")
+    try: state = torch.load(path, **load_kwargs)
+    except Exception as e:   # torch reports truncation, garbage and foreign pickles in many types, none naming the file
+        first = (str(e).strip().splitlines() or [''])[0][:200]
+        raise ValueError(f"{name}={path!r} cannot be read as a checkpoint ({type(e).__name__}: {first}); "
+                         f"is it truncated, or not written by {writer}?") from e
+    if not isinstance(state, dict):
+        raise ValueError(f"{name}={path!r} holds a {type(state).__name__}, not the dict that {writer} writes")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise ValueError(f"{name}={path!r} lacks the entries {missing} (it has {sorted(map(str, state))[:12]}); "
+                         f"was it written by {writer}?")
+    return state
+
+def restore_state(owner, # what receives the entry (anything with load_state_dict)
+                  state: Any, # the saved entry
+                  entry: str, # its key in the checkpoint, for the message
+                  path: Union[str, os.PathLike], # the file, for the message
+                  load: Optional[Callable] = None, # how to load it (default: owner.load_state_dict)
+                 ) -> None:
+    "`owner.load_state_dict(state)`, or a `ValueError` naming the file and the entry when the saved state does not fit."
+    try: (load or owner.load_state_dict)(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [''])[0][:300]
+        raise ValueError(f"{os.fspath(path)!r}: its {entry!r} entry does not fit this {type(owner).__name__} "
+                         f"({type(e).__name__}: {first})") from e
 
 # %% ../../nbs/00_core/00_base_module.ipynb #5e89e875
 _AMP_DTYPES = (torch.float16, torch.bfloat16)

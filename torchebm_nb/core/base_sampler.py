@@ -13,7 +13,7 @@ from torch import nn
 from .base_module import TorchEBMModule, normalize_device, resolve_device, resolve_dtype, resolve_generator
 from .base_scheduler import Schedulable
 from .mcmc import ChainContext, StepInfo, run_chain
-from .validation import check_instance, check_int, is_int
+from .validation import check_bool, check_instance, check_int, is_int
 from fastcore.basics import patch
 
 # %% auto #0
@@ -148,6 +148,8 @@ def mcmc_sample(self: BaseSampler, x: Optional[torch.Tensor] = None, # starting 
                ):
     "Run `n_steps` steps from `x` (or from `randn(n_samples, *dim)`); see the contract above."
     n_steps, thin = check_int(n_steps, 'n_steps', minimum=0), check_int(thin, 'thin', minimum=1)
+    for flag, value in (('return_trajectory', return_trajectory), ('return_diagnostics', return_diagnostics),
+                        ('reset_schedulers', reset_schedulers)): check_bool(value, flag)   # 'no' is not False
     ctx = self.context(model_kwargs, y, generator)
     x = self.initial_state(x, dim, n_samples, ctx.generator)
     return run_chain(self, x, n_steps, ctx=ctx, thin=thin, return_trajectory=return_trajectory,

@@ -14,7 +14,7 @@ import torch
 from fastcore.basics import patch
 from torch import nn
 
-from .base_module import resolve_device, resolve_dtype, resolve_generator
+from .base_module import read_checkpoint, resolve_device, resolve_dtype, resolve_generator, restore_state
 from .base_sampler import BaseSampler
 from .validation import check_bool, check_instance, check_int, check_real
 
@@ -188,6 +188,8 @@ def train(self: BaseTrainer, dataloader: Iterable, # yields batches each epoch
     return history
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #42b0d05f
+_CHECKPOINT_KEYS = ('model', 'optimizer', 'loss_fn', 'ema', 'scaler', 'global_step', 'epoch', 'micro', 'generator')
+
 @patch
 def state_dict(self: BaseTrainer) -> Dict[str, Any]:
     "Everything needed to resume exactly."
@@ -213,14 +215,17 @@ def save_checkpoint(self: BaseTrainer, path: Union[str, os.PathLike], # file to 
 @patch
 def load_checkpoint(self: BaseTrainer, path: Union[str, os.PathLike], # a file written by save_checkpoint
                    ) -> Dict[str, Any]:
-    "Restore the state saved at `path`; returns the checkpoint dict."
-    state = torch.load(os.fspath(path), map_location=self.device, weights_only=False)
-    getattr(self.model, 'module', self.model).load_state_dict(state['model'])
-    self.optimizer.load_state_dict(state['optimizer'])
+    "Restore the state saved at `path`; returns the checkpoint dict. A file that is unreadable, incomplete or does not fit is a `ValueError` naming it."
+    state = read_checkpoint(path, required=_CHECKPOINT_KEYS, writer='BaseTrainer.save_checkpoint',
+                            map_location=self.device, weights_only=False)
+    if not isinstance(state['generator'], torch.Tensor):
+        raise ValueError(f"{os.fspath(path)!r}: its 'generator' entry is a {type(state['generator']).__name__}, not a generator state")
+    restore_state(getattr(self.model, 'module', self.model), state['model'], 'model', path)
+    restore_state(self.optimizer, state['optimizer'], 'optimizer', path)
     if state['loss_fn'] is not None and isinstance(self.loss_fn, nn.Module):
-        self._restore_loss_state(state['loss_fn'])
-    if state['ema'] is not None and self.ema is not None: self.ema.load_state_dict(state['ema'])
-    if state['scaler'] is not None and self.scaler is not None: self.scaler.load_state_dict(state['scaler'])
+        restore_state(self.loss_fn, state['loss_fn'], 'loss_fn', path, load=self._restore_loss_state)
+    if state['ema'] is not None and self.ema is not None: restore_state(self.ema, state['ema'], 'ema', path)
+    if state['scaler'] is not None and self.scaler is not None: restore_state(self.scaler, state['scaler'], 'scaler', path)
     self.global_step, self.epoch, self._micro = state['global_step'], state['epoch'], state['micro']
     self.generator.set_state(state['generator'].cpu() if self.generator.device.type == 'cpu' else state['generator'])
     return state

@@ -22,7 +22,7 @@ from torch import nn
 from .base_integrator import clamp_force
 from .base_module import external_stacklevel
 from .base_scheduler import ConstantScheduler
-from .validation import check_int
+from .validation import check_bool, check_int
 
 # %% auto #0
 __all__ = ['NONFINITE_POLICIES', 'CONVERGENCE_THRESHOLDS', 'ACCELERATOR_MODULES', 'negated_gradient', 'autograd_gradient',
@@ -425,6 +425,9 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
     if not isinstance(ctx, ChainContext): raise TypeError(f"ctx must be a ChainContext; got {type(ctx).__name__}")
     if not torch.is_tensor(x) or x.ndim < 2:
         raise ValueError(f"x must be a tensor of chains (B, *S); got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+    if x.shape[0] == 0: raise ValueError(f"x must hold at least one chain; got an empty batch of shape {tuple(x.shape)}")
+    for flag, value in (('return_trajectory', return_trajectory), ('return_diagnostics', return_diagnostics),
+                        ('reset_schedulers', reset_schedulers)): check_bool(value, flag)
     policy = _check_policy(sampler.nonfinite_policy if nonfinite_policy is None else nonfinite_policy)
     every = check_int(sampler.nonfinite_check_every, 'nonfinite_check_every')
     if reset_schedulers: sampler.reset_schedulers()

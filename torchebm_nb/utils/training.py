@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 from torch import nn
 
-from ..core.base_module import resolve_device
+from ..core.base_module import read_checkpoint, resolve_device, restore_state
 from ..core.validation import check_int
 from .ema import requires_grad, update_ema, _check_module
 
@@ -73,10 +73,9 @@ def load_checkpoint(checkpoint_path: str, # a file written by `save_checkpoint`
     if ema_model is not None: _check_module(ema_model, 'ema_model')
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer or None; got {type(optimizer).__name__}")
-    checkpoint = torch.load(checkpoint_path, map_location=resolve_device(device))
-    if not isinstance(checkpoint, dict) or 'model' not in checkpoint:
-        raise ValueError(f"{str(checkpoint_path)!r} is not a checkpoint written by save_checkpoint (no 'model' entry)")
-    _unwrap_module(model).load_state_dict(checkpoint['model'])
-    if ema_model is not None and 'ema' in checkpoint: ema_model.load_state_dict(checkpoint['ema'])
-    if optimizer is not None and 'opt' in checkpoint: optimizer.load_state_dict(checkpoint['opt'])
+    checkpoint = read_checkpoint(checkpoint_path, required=('model',), name='checkpoint_path',
+                                 writer='utils.save_checkpoint', map_location=resolve_device(device))
+    restore_state(_unwrap_module(model), checkpoint['model'], 'model', checkpoint_path)
+    if ema_model is not None and 'ema' in checkpoint: restore_state(ema_model, checkpoint['ema'], 'ema', checkpoint_path)
+    if optimizer is not None and 'opt' in checkpoint: restore_state(optimizer, checkpoint['opt'], 'opt', checkpoint_path)
     return checkpoint
