@@ -11,6 +11,8 @@ from typing import Any, Iterator, Optional
 import torch
 from fastcore.basics import patch
 
+from .base_module import check_batch
+
 # %% auto #0
 __all__ = ['CouplingResult', 'BaseCoupling', 'BaseCostCoupling', 'BaseModelCoupling']
 
@@ -28,9 +30,8 @@ class CouplingResult:
 
 # %% ../../nbs/00_core/08_base_coupling.ipynb #9a3e5b51
 def _check_batch_tensor(x: Any, name: str) -> None:
-    "`x` must be a tensor with a batch dimension."
-    if not torch.is_tensor(x): raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-    if x.ndim == 0: raise ValueError(f"{name} must be a batch of shape (B, *S); got a 0-d tensor")
+    "`x` must be a non-empty tensor with a batch dimension (any dtype: couplings pair indices and labels too)."
+    check_batch(x, name, floating=False, min_ndim=1)
 
 # %% ../../nbs/00_core/08_base_coupling.ipynb #a1103566
 class BaseCoupling(ABC):

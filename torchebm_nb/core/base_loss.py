@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from torch import nn
 
 from .._deprecation import TorchEBMDeprecationWarning, declare_deprecation
-from .base_module import (TorchEBMModule, reject_unknown_arguments, resolve_generator,
+from .base_module import (TorchEBMModule, check_batch, reject_unknown_arguments, resolve_generator,
                                           substitute_condition, warn_once)
 from .base_coupling import BaseModelCoupling
 from .base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
@@ -502,6 +502,8 @@ class BaseInterpolantLoss(BaseLoss):
     def forward(self, x: torch.Tensor, *args, y: Optional[torch.Tensor] = None, x0: Optional[torch.Tensor] = None,
                 model_kwargs: Optional[Dict[str, Any]] = None, generator: Optional[torch.Generator] = None, **kwargs) -> torch.Tensor:
         "The 0-d loss for the data batch `x`."
+        check_batch(x)
+        if x0 is not None: check_batch(x0, 'x0')
         mk = self._gather_conditioning(y, model_kwargs, kwargs)
         return self.compute_loss(x, x0=x0, model_kwargs=mk, generator=generator)
 

@@ -21,8 +21,8 @@ from .validation import check_bool
 
 # %% auto #0
 __all__ = ['DeviceMixin', 'patch_override', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device',
-           'resolve_device', 'check_device_available', 'resolve_dtype', 'resolve_generator', 'read_checkpoint',
-           'restore_state', 'TorchEBMModule', 'substitute_condition', 'warn_once']
+           'resolve_device', 'check_device_available', 'resolve_dtype', 'check_batch', 'resolve_generator',
+           'read_checkpoint', 'restore_state', 'TorchEBMModule', 'substitute_condition', 'warn_once']
 
 # %% ../../nbs/00_core/00_base_module.ipynb #be7fc76b
 _all_ = ['warn_once']    # defined in torchebm_nb._deprecation, re-exported as part of core's API
@@ -115,6 +115,22 @@ def resolve_dtype(dtype: Optional[torch.dtype], # a floating dtype, or None for 
     if not dtype.is_floating_point:
         raise ValueError(f"{name} must be a floating dtype; got {dtype}")
     return dtype
+
+# %% ../../nbs/00_core/00_base_module.ipynb #5f3755c8
+def check_batch(x: Any, # the argument
+                name: str = 'x', # its name, for the message
+                *,
+                floating: bool = True, # it must be a floating tensor (int data is refused, not cast)
+                min_ndim: int = 2, # 2: (B, *S) with at least one event dimension; 1: (B,) allowed
+               ) -> torch.Tensor: # `x` itself
+    "`x` if it is a non-empty batch tensor (floating, if asked); else a `TypeError`/`ValueError` naming `name`."
+    if not torch.is_tensor(x): raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must be a batch of shape (B, *S); got shape {tuple(x.shape)}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor; got dtype {x.dtype} (convert it, e.g. {name}.float())")
+    if x.shape[0] == 0: raise ValueError(f"{name} must hold at least one sample; got an empty batch of shape {tuple(x.shape)}")
+    return x
 
 # %% ../../nbs/00_core/00_base_module.ipynb #61da6d15
 def resolve_generator(generator: Union[torch.Generator, int, None], # a generator, an int seed, or None (global RNG)

@@ -14,7 +14,7 @@ from torch import nn
 
 from .._deprecation import declare_deprecation
 from ..core.base_loss import BaseContrastiveDivergence
-from ..core.base_module import patch_override, resolve_generator
+from ..core.base_module import check_batch, patch_override, resolve_generator
 from ..core.base_sampler import BaseSampler, is_mcmc_sampler
 from ..core.validation import check_bool, check_int, check_real, describe_type
 from ..samplers.parallel_tempering import advance_replicas, temperature_ladder
@@ -31,12 +31,6 @@ _CALL_TIME_DEPRECATION = declare_deprecation(
     replacement='the constructor arguments of the same names (or the attributes loss.energy_reg_weight, '
                 'loss.add_noise_to_real, loss.noise_scale)',
     message='A value given at call time overrides the constructor value for that call only.')
-
-def _check_batch(x: Any, name: str = 'x') -> None:
-    "A floating batch `(B, *S)`."
-    if not torch.is_tensor(x): raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-    if x.ndim < 2: raise ValueError(f"{name} must be a batch of shape (B, *S); got shape {tuple(x.shape)}")
-    if not x.is_floating_point(): raise TypeError(f"{name} must be a floating tensor; got dtype {x.dtype}")
 
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #fc1cb6e9
 class ContrastiveDivergence(BaseContrastiveDivergence):
@@ -69,7 +63,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                      generator: Optional[torch.Generator] = None, # RNG for the noise on the data (or an int seed)
                      **kwargs) -> torch.Tensor: # the loss, 0-d
         "The CD objective for given data and negatives; a non-finite value becomes 0.1 (counted in `nonfinite_count`)."
-        _check_batch(x); _check_batch(pred_x, 'pred_x')
+        check_batch(x); check_batch(pred_x, 'pred_x')
         options = self._call_time_options(kwargs, stacklevel=4)
         mk = self._gather_conditioning(None, model_kwargs, kwargs)
         return self._loss(x, pred_x, mk, resolve_generator(generator, self.device), **options)
@@ -81,7 +75,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                 generator: Optional[torch.Generator] = None, # RNG for the whole call (or an int seed)
                 **kwargs) -> Tuple[torch.Tensor, torch.Tensor]: # (loss 0-d, negatives (B, *S), detached)
         "Draw negatives with `k_steps` sampler steps (from the data, or the buffer if persistent); return (loss, negatives)."
-        _check_batch(x)
+        check_batch(x)
         options = self._call_time_options(kwargs, stacklevel=6)
         generator = resolve_generator(generator, self.device)
         x = x.to(device=self.device, dtype=self.dtype)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..core.base_loss import BaseScoreMatching, dtensor_parameters
 from ..core.base_model import BaseModel
-from ..core.base_module import resolve_generator
+from ..core.base_module import check_batch, resolve_generator
 from ..core.validation import check_int
 
 # %% auto #0
@@ -39,8 +39,7 @@ def _score_matching_forward(loss: BaseScoreMatching, x: torch.Tensor, args: tupl
                             generator, legacy: dict, conditioning_error: Optional[str]) -> torch.Tensor:
     "Cast, check the generator, prepare conditioning, compute under autocast, regularise."
     _reject_positional(loss, 'forward', args)
-    if not torch.is_tensor(x): raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-    if x.ndim < 2: raise ValueError(f"x must be a batch of shape (B, *S); got shape {tuple(x.shape)}")
+    check_batch(x)   # a non-empty floating batch: int data is refused, not cast
     if x.device != loss.device or x.dtype != loss.dtype: x = x.to(device=loss.device, dtype=loss.dtype)
     generator = resolve_generator(generator, x.device)
     if conditioning_error is not None and (y is not None or model_kwargs or legacy):
