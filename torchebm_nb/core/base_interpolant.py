@@ -10,6 +10,8 @@ from typing import Tuple, Union
 import torch
 from fastcore.basics import patch
 
+from .validation import check_real
+
 # %% auto #0
 __all__ = ['expand_t_like_x', 'BaseInterpolant']
 
@@ -84,6 +86,7 @@ def compute_diffusion(self: BaseInterpolant, x: torch.Tensor, # states, shape (B
     "The diffusion coefficient D(t) of the SDE dX = [v + D s] dt + √(2D) dW, in one of TorchEBM's forms."
     if not isinstance(form, str) or form not in _DIFFUSION_FORMS:
         raise ValueError(f"Unknown diffusion form {form!r}; choose from {', '.join(map(repr, _DIFFUSION_FORMS))}")
+    norm = check_real(norm, 'norm', minimum=0)   # D(t) ≥ 0: a negative scale is no diffusion
     t = expand_t_like_x(t, x)
     if form == 'constant': return norm * torch.ones_like(t)
     if form == 'linear': return norm * (1 - t)

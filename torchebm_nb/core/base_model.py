@@ -167,6 +167,7 @@ class GaussianModel(AnalyticModel):
         for name, v in (('mean', mean), ('cov', cov)):
             if not torch.is_tensor(v): raise TypeError(f"{name} must be a torch.Tensor; got {type(v).__name__}")
         if mean.ndim != 1: raise ValueError(f"mean must be 1-D (D,); got shape {tuple(mean.shape)}")
+        if not torch.isfinite(mean).all(): raise ValueError(f"mean must be finite; got {mean.tolist()}")
         if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
             raise ValueError(f"cov must be a square matrix (D, D); got shape {tuple(cov.shape)}")
         if cov.shape[0] != mean.shape[0]:

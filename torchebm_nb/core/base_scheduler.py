@@ -146,7 +146,7 @@ class WarmupScheduler(BaseScheduler):
         check_instance(main_scheduler, 'main_scheduler', BaseScheduler)
         self.main_scheduler = main_scheduler
         self.warmup_steps = check_int(warmup_steps, 'warmup_steps', minimum=0, strict_minimum=True)
-        self.warmup_init_factor = check_real(warmup_init_factor, 'warmup_init_factor')
+        self.warmup_init_factor = check_real(warmup_init_factor, 'warmup_init_factor', minimum=0)
         super().__init__(main_scheduler.start_value * self.warmup_init_factor)
 
     def _compute_value(self) -> float:

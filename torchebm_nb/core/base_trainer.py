@@ -77,7 +77,7 @@ class BaseTrainer:
             self.ema = EMA(self.model, decay=ema_decay)
         self.generator = resolve_generator(generator if generator is not None else torch.Generator().seed() % 2**63, device)
         self.progress = bool(progress)
-        self.max_grad_norm = None if max_grad_norm is None else check_real(max_grad_norm, 'max_grad_norm')
+        self.max_grad_norm = None if max_grad_norm is None else check_real(max_grad_norm, 'max_grad_norm', minimum=0, strict_minimum=True)
         self.global_step = 0         # optimiser steps taken
         self.epoch = 0               # epochs completed
         self._micro = 0              # micro-batches since the last optimiser step

@@ -91,7 +91,7 @@ class EquilibriumMatchingLoss(BaseInterpolantLoss):
         for name, value in (('apply_dispersion', apply_dispersion), ('time_invariant', time_invariant)):
             check_bool(value, name)
         self.apply_dispersion = apply_dispersion
-        self.dispersion_weight = check_real(dispersion_weight, 'dispersion_weight')
+        self.dispersion_weight = check_real(dispersion_weight, 'dispersion_weight', minimum=0)
         self.time_invariant = _time_invariance(time_invariant, model_time)
 
     @property
