@@ -69,7 +69,7 @@ def test_outputs_render():
 
 
 def test_links_and_anchors():
-    docs, source = MAKE_DOCS._site_prefixes()
+    docs, source = MAKE_DOCS.site_prefixes()
     md = (f"[source]({source}torchebm_nb/samplers/mala.py#L20){{target=\"_blank\" style=\"float:right\"}}\n\n"
           f"see [`HamiltonianMonteCarlo`]({docs}20_samplers/hmc.html#hamiltonianmontecarlo)")
     assert MAKE_DOCS.local_links(md, '../') == '\n\nsee [`HamiltonianMonteCarlo`](../20_samplers/hmc.html#hamiltonianmontecarlo)'

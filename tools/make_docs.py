@@ -179,7 +179,7 @@ def blocks(node) -> list:
     return out
 
 
-def _site_prefixes():
+def site_prefixes():
     "The URL prefix nbdev gives symbol links, and the source-link prefix, from the installed package's _modidx."
     try: settings = importlib.import_module(f'{CFG.lib_name}._modidx').d['settings']
     except (ImportError, KeyError, AttributeError): settings = {k: CFG.get(k, '') for k in ('doc_host', 'doc_baseurl', 'git_url', 'branch')}
@@ -193,7 +193,7 @@ _ATTRIBUTES = re.compile(r'\{target="_blank"[^}]*\}')   # Quarto link attributes
 def local_links(markdown: str, up: str) -> str:
     """Symbol links rewritten to the local pages (relative to a page `up` levels deep); show_doc's source links, which
     point at a repository host, dropped (the page shows the source's signature and docs already)."""
-    docs, source = _site_prefixes()
+    docs, source = site_prefixes()
     markdown = re.sub(_SOURCE_LINK.format(src=re.escape(source)), '', markdown)
     if docs and docs != '/': markdown = re.sub(r'(\]\(|href=")' + re.escape(docs), lambda m: m.group(1) + up, markdown)
     return _ATTRIBUTES.sub('', markdown)

@@ -18,7 +18,7 @@ from nbdev.config import get_config
 from nbdev.processors import FilterDefaults
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_docs import _site_prefixes, notebooks, page_path  # noqa: E402  (the docs build's page names)
+from make_docs import site_prefixes, notebooks, page_path  # noqa: E402  (the docs build's page names)
 
 cfg = get_config()
 os.environ['IN_TEST'] = '1'
@@ -35,7 +35,7 @@ nb.metadata['language_info'] = {'name': 'python'}
 body, resources = MarkdownExporter().from_notebook_node(nb, resources={'output_files_dir': 'README_files'})
 for name, data in resources.get('outputs', {}).items():
     Path(name).parent.mkdir(parents=True, exist_ok=True); Path(name).write_bytes(data)
-docs = _site_prefixes()[0]
+docs = site_prefixes()[0]
 pages = {page_path(p).as_posix(): p.relative_to(cfg.config_path).as_posix() for p in notebooks()}
 def to_notebook(m):
     page = m.group(2).split('#')[0]

@@ -720,6 +720,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '_docs', 'doc_host': '.', 'g
                                                                                    'torchebm_nb/core/mcmc.py'),
                                        'torchebm_nb.core.mcmc.autograd_gradient': ( '00_core/mcmc_protocol.html#autograd_gradient',
                                                                                     'torchebm_nb/core/mcmc.py'),
+                                       'torchebm_nb.core.mcmc.check_run_flags': ( '00_core/mcmc_protocol.html#check_run_flags',
+                                                                                  'torchebm_nb/core/mcmc.py'),
                                        'torchebm_nb.core.mcmc.negated_gradient': ( '00_core/mcmc_protocol.html#negated_gradient',
                                                                                    'torchebm_nb/core/mcmc.py'),
                                        'torchebm_nb.core.mcmc.no_convergence_check': ( '00_core/mcmc_protocol.html#no_convergence_check',

@@ -12,8 +12,8 @@ from torch import nn
 
 from .base_module import TorchEBMModule, normalize_device, resolve_device, resolve_dtype, resolve_generator
 from .base_scheduler import Schedulable
-from .mcmc import ChainContext, StepInfo, run_chain
-from .validation import check_bool, check_instance, check_int, is_int
+from .mcmc import ChainContext, StepInfo, check_run_flags, run_chain
+from .validation import check_instance, check_int, is_int
 from fastcore.basics import patch
 
 # %% auto #0
@@ -148,8 +148,7 @@ def mcmc_sample(self: BaseSampler, x: Optional[torch.Tensor] = None, # starting 
                ):
     "Run `n_steps` steps from `x` (or from `randn(n_samples, *dim)`); see the contract above."
     n_steps, thin = check_int(n_steps, 'n_steps', minimum=0), check_int(thin, 'thin', minimum=1)
-    for flag, value in (('return_trajectory', return_trajectory), ('return_diagnostics', return_diagnostics),
-                        ('reset_schedulers', reset_schedulers)): check_bool(value, flag)   # 'no' is not False
+    check_run_flags(return_trajectory, return_diagnostics, reset_schedulers)   # before the start is drawn
     ctx = self.context(model_kwargs, y, generator)
     x = self.initial_state(x, dim, n_samples, ctx.generator)
     return run_chain(self, x, n_steps, ctx=ctx, thin=thin, return_trajectory=return_trajectory,

@@ -29,7 +29,7 @@ __all__ = ['NONFINITE_POLICIES', 'CONVERGENCE_THRESHOLDS', 'ACCELERATOR_MODULES'
            'ChainContext', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'ChainRecorder',
            'report_nonfinite', 'UnconvergedWarning', 'ConvergenceThresholds', 'no_convergence_check',
            'ConvergenceStatistics', 'unconverged_message', 'ConvergenceMonitor', 'report_unconverged',
-           'register_accelerator', 'accelerated_path', 'run_chain']
+           'register_accelerator', 'accelerated_path', 'check_run_flags', 'run_chain']
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #bd14b345
 def negated_gradient(gradient: torch.Tensor, # ∇E(x) as a model returned it
@@ -406,6 +406,11 @@ def _windows(n_steps: int, every: int, device) -> torch.Tensor:
     return torch.zeros(n_steps // every + 1, dtype=torch.long, device=device)
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #b225c6ab
+def check_run_flags(return_trajectory, return_diagnostics, reset_schedulers) -> None:
+    "`TypeError` naming the flag unless each of a run's three flags is a bool ('no' is not False)."
+    for flag, value in (('return_trajectory', return_trajectory), ('return_diagnostics', return_diagnostics),
+                        ('reset_schedulers', reset_schedulers)): check_bool(value, flag)
+
 @torch.no_grad()
 def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init, step and current_params)
               x: torch.Tensor, # initial chains (B, *S), not modified
@@ -426,8 +431,7 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
     if not torch.is_tensor(x) or x.ndim < 2:
         raise ValueError(f"x must be a tensor of chains (B, *S); got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
     if x.shape[0] == 0: raise ValueError(f"x must hold at least one chain; got an empty batch of shape {tuple(x.shape)}")
-    for flag, value in (('return_trajectory', return_trajectory), ('return_diagnostics', return_diagnostics),
-                        ('reset_schedulers', reset_schedulers)): check_bool(value, flag)
+    check_run_flags(return_trajectory, return_diagnostics, reset_schedulers)
     policy = _check_policy(sampler.nonfinite_policy if nonfinite_policy is None else nonfinite_policy)
     every = check_int(sampler.nonfinite_check_every, 'nonfinite_check_every')
     if reset_schedulers: sampler.reset_schedulers()

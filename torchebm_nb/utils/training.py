@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ..core.base_module import read_checkpoint, resolve_device, restore_state
-from ..core.validation import check_int
-from .ema import requires_grad, update_ema, _check_module
+from ..core.validation import check_instance, check_int
+from .ema import requires_grad, update_ema
 
 # %% auto #0
 __all__ = ['save_checkpoint', 'load_checkpoint']
@@ -34,13 +34,13 @@ def save_checkpoint(model: nn.Module, # the model (a `.module` wrapper is unwrap
                     args: Optional[Dict[str, Any]] = None, # run arguments to save under 'args'
                    ) -> str: # path of the written file, `{checkpoint_dir}/{step:07d}.pt`
     "Write model, optimiser, step (and EMA, args) to `{checkpoint_dir}/{step:07d}.pt`."
-    _check_module(model, 'model')
+    check_instance(model, 'model', nn.Module, 'a torch.nn.Module')
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
     step = check_int(step, 'step', minimum=0)
     if not isinstance(checkpoint_dir, (str, os.PathLike)):
         raise TypeError(f"checkpoint_dir must be a str or path; got {type(checkpoint_dir).__name__}")
-    if ema_model is not None: _check_module(ema_model, 'ema_model')
+    if ema_model is not None: check_instance(ema_model, 'ema_model', nn.Module, 'a torch.nn.Module')
     if args is not None and not isinstance(args, Mapping):
         raise TypeError(f"args must be a dict (use vars(namespace) for argparse arguments); got {type(args).__name__}")
     checkpoint = {'model': _unwrap_module(model).state_dict(), 'opt': optimizer.state_dict(), 'step': step}
@@ -69,8 +69,8 @@ def load_checkpoint(checkpoint_path: str, # a file written by `save_checkpoint`
     if not isinstance(checkpoint_path, (str, os.PathLike)):
         raise TypeError(f"checkpoint_path must be a str or path; got {type(checkpoint_path).__name__}")
     if not os.path.isfile(checkpoint_path): raise FileNotFoundError(f"checkpoint_path {str(checkpoint_path)!r} is not a file")
-    _check_module(model, 'model')
-    if ema_model is not None: _check_module(ema_model, 'ema_model')
+    check_instance(model, 'model', nn.Module, 'a torch.nn.Module')
+    if ema_model is not None: check_instance(ema_model, 'ema_model', nn.Module, 'a torch.nn.Module')
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer or None; got {type(optimizer).__name__}")
     checkpoint = read_checkpoint(checkpoint_path, required=('model',), name='checkpoint_path',
