@@ -10,27 +10,7 @@ from torchebm_nb import losses as L
 from torchebm_nb.core import BaseModel
 from torchebm_nb.samplers import LangevinDynamics
 
-
-class CountingEnergy(BaseModel):
-    "A quadratic energy with one parameter that counts its evaluations."
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-        self.calls = 0
-    def forward(self, x, *args, **kwargs):
-        self.calls += 1
-        return 0.5 * self.scale * x.pow(2).flatten(1).sum(-1)
-
-
-class CountingVelocity(nn.Module):
-    "A velocity field v(x, t) that counts its evaluations."
-    def __init__(self):
-        super().__init__()
-        self.shift = nn.Parameter(torch.zeros(()))
-        self.calls = 0
-    def forward(self, x, t, *args, **kwargs):
-        self.calls += 1
-        return x * 0 + self.shift
+from counting import CountingEnergy, CountingVelocity
 
 
 LOSSES = {

@@ -455,7 +455,8 @@ def test_pt_restores_the_sampler_model_on_errors_and_repeats_conditioning():
     assert sampler.model is model
     with pytest.raises(ValueError, match='state must have shape'):
         pt.run_replicas(torch.zeros(3, 4, 2), 1)
-    broken = ParallelTemperingCD(HarmonicModel(), LangevinDynamics(HarmonicModel(), 0.01), temperatures=[1.0, 2.0],
+    harmonic = HarmonicModel()
+    broken = ParallelTemperingCD(harmonic, LangevinDynamics(harmonic, 0.01), temperatures=[1.0, 2.0],
                                  buffer_size=4, init_steps=0)
     with pytest.raises(Exception):
         broken.run_replicas(torch.zeros(2, 4, 2), 2, model_kwargs={'y': torch.zeros(4)})  # analytic models refuse kwargs

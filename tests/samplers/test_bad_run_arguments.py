@@ -7,15 +7,7 @@ from torchebm_nb.core import BaseModel, run_chain
 from torchebm_nb.samplers import (GradientDescentSampler, HamiltonianMonteCarlo, LangevinDynamics,
                                   MetropolisAdjustedLangevin, NesterovSampler, NoUTurnSampler)
 
-
-class CountingGaussian(BaseModel):
-    "A standard normal energy that counts its evaluations."
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-    def forward(self, x):
-        self.calls += 1
-        return 0.5 * x.pow(2).sum(-1)
+from counting import CountingGaussian
 
 
 SAMPLERS = {'langevin': lambda m: LangevinDynamics(m, step_size=0.1),

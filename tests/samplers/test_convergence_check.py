@@ -168,7 +168,7 @@ def test_not_judged_runs():
 def test_algorithms_that_run_short_chains_by_design_are_silent():
     "Contrastive divergence (k steps per batch), annealed importance sampling (a few steps per rung), parallel tempering."
     tiny = HamiltonianMonteCarlo(gaussian(), step_size=1e-3)
-    loss = ContrastiveDivergence(gaussian(), tiny, k_steps=20, persistent=False)
+    loss = ContrastiveDivergence(tiny.model, tiny, k_steps=20, persistent=False)
     assert unconverged(lambda: loss(noise(256), generator=0)) == []
     assert len(unconverged(lambda: tiny.sample(x=noise(256), n_steps=20, generator=0))) == 1   # the same chains, asked for directly
     assert unconverged(lambda: annealed_importance_sampling(gaussian(), n_samples=256, n_temperatures=5, n_steps=20,

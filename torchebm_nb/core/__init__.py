@@ -12,7 +12,7 @@ from .base_sampler import BaseSampler, is_mcmc_sampler, mcmc_sample
 from .base_loss import BaseLoss, BaseContrastiveDivergence, BaseScoreMatching
 from .base_model import (BaseModel, DoubleWellModel, GaussianModel, HarmonicModel, RosenbrockModel, AckleyModel,
                          RastriginModel, HimmelblauModel, BoothModel, StyblinskiTangModel, CompositeModel)
-from .base_trainer import BaseTrainer, ContrastiveDivergenceTrainer
+from .base_trainer import TRAINER_NONFINITE_POLICIES, BaseTrainer, ContrastiveDivergenceTrainer, DivergenceGuard
 
 __all__ = [
     'TorchEBMModule', 'DeviceMixin', 'patch_override', 'warn_once', 'BaseSampler', 'BaseLoss', 'BaseContrastiveDivergence', 'BaseScoreMatching', 'BaseInterpolant', 'expand_t_like_x',
@@ -24,5 +24,5 @@ __all__ = [
     'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable',
     'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
     'run_chain', 'UnconvergedWarning', 'no_convergence_check', 'is_mcmc_sampler', 'mcmc_sample',
-    'BaseTrainer', 'ContrastiveDivergenceTrainer',
+    'BaseTrainer', 'ContrastiveDivergenceTrainer', 'DivergenceGuard', 'TRAINER_NONFINITE_POLICIES',
 ]

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Optional
 import torch
 from fastcore.basics import patch
 
-from .base_module import check_batch
+from .base_module import check_batch, check_finite_rows
 
 # %% auto #0
 __all__ = ['CouplingResult', 'BaseCoupling', 'BaseCostCoupling', 'BaseModelCoupling']
@@ -32,6 +32,12 @@ class CouplingResult:
 def _check_batch_tensor(x: Any, name: str) -> None:
     "`x` must be a non-empty tensor with a batch dimension (any dtype: couplings pair indices and labels too)."
     check_batch(x, name, floating=False, min_ndim=1)
+
+def _check_finite_batches(*batches: tuple) -> None:
+    "`ValueError` naming the first of the `(tensor, name)` batches with a NaN or ±inf row; one host sync when all are finite."
+    if len({x.device for x, _ in batches}) == 1 and bool(torch.stack([torch.isfinite(x).all() for x, _ in batches]).all()):
+        return
+    for x, name in batches: check_finite_rows(x, name)
 
 # %% ../../nbs/00_core/08_base_coupling.ipynb #a1103566
 class BaseCoupling(ABC):
@@ -63,6 +69,16 @@ class BaseCoupling(ABC):
             raise ValueError(f"{type(self).__name__} needs batches of equal size; got {x0.shape[0]} samples in x0 "
                              f"and {x1.shape[0]} in x1")
 
+    def _check_pair(self, x0: torch.Tensor, x1: torch.Tensor) -> None:
+        "Two batches of the same size, sample shape and device, every row finite (checked before any pairing work)."
+        self._check_batch(x0, x1)
+        if x0.shape[1:] != x1.shape[1:]:
+            raise ValueError(f"{type(self).__name__} needs samples of the same shape; got x0 of shape "
+                             f"{tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}")
+        if x0.device != x1.device:
+            raise ValueError(f"x0 and x1 must be on the same device; got {x0.device} and {x1.device}")
+        _check_finite_batches((x0, 'x0'), (x1, 'x1'))
+
     def __repr__(self) -> str: return f"{type(self).__name__}()"
 
 # %% ../../nbs/00_core/08_base_coupling.ipynb #66cdf925
@@ -77,14 +93,6 @@ class BaseCostCoupling(BaseCoupling):
                              "batches of several ranks is implemented for SinkhornCoupling only (an assignment on the "
                              "pooled batch is quadratic in world_size * batch size)")
         self.process_group = process_group
-
-    def _check_pair(self, x0: torch.Tensor, x1: torch.Tensor) -> None:
-        self._check_batch(x0, x1)
-        if x0.shape[1:] != x1.shape[1:]:
-            raise ValueError(f"{type(self).__name__} needs samples of the same shape; got x0 of shape "
-                             f"{tuple(x0.shape)} and x1 of shape {tuple(x1.shape)}")
-        if x0.device != x1.device:
-            raise ValueError(f"x0 and x1 must be on the same device; got {x0.device} and {x1.device}")
 
     @torch.no_grad()
     def couple(self, x0: torch.Tensor, # the sources, shape (B, *S); returned as they are
@@ -166,7 +174,7 @@ class BaseModelCoupling(BaseCoupling):
                **kwargs: Any, # conditioning, passed to `_generate`
               ) -> CouplingResult: # `(x0, Φ(x0))`
         "Pair each source with its image under the map."
-        _check_batch_tensor(x0, 'x0')
+        _check_batch_tensor(x0, 'x0'); _check_finite_batches((x0, 'x0'))
         generated = self._generate(x0, generator=generator, **kwargs)
         if not torch.is_tensor(generated) or generated.ndim == 0 or generated.shape[0] != x0.shape[0]:
             got = tuple(generated.shape) if torch.is_tensor(generated) else type(generated).__name__

@@ -5,6 +5,7 @@
 # %% ../../nbs/00_core/05_base_integrator.ipynb #0fdc7b7a
 from __future__ import annotations
 import math
+from collections.abc import Mapping
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
@@ -13,7 +14,7 @@ import torch
 from fastcore.basics import patch
 
 from .base_module import TorchEBMModule, patch_override, reject_unknown_arguments
-from .validation import check_int, check_real
+from .validation import check_int, check_real, describe_type
 
 # %% auto #0
 __all__ = ['BaseIntegrator', 'ButcherTableau', 'BaseRungeKuttaIntegrator', 'BaseSDERungeKuttaIntegrator', 'clamp_force',
@@ -22,12 +23,32 @@ __all__ = ['BaseIntegrator', 'ButcherTableau', 'BaseRungeKuttaIntegrator', 'Base
 # %% ../../nbs/00_core/05_base_integrator.ipynb #8b438e88
 _DRIFT_HINT = "drift=lambda x,t: -model.gradient(x)"
 
+def _values(t: torch.Tensor) -> str:
+    "A tensor's values for an error message: the list when short, else its shape."
+    return str(t.tolist()) if t.numel() <= 8 else f"a tensor of shape {tuple(t.shape)}"
+
 def _check_time_grid(t) -> torch.Tensor:
-    "Validate a time grid: a 1-D tensor with at least 2 points."
+    "Validate a time grid: 1-D, at least 2 finite times, in one direction (a repeated time is an empty step; one read per run)."
     if not torch.is_tensor(t): t = torch.as_tensor(t, dtype=torch.get_default_dtype())
     if t.ndim != 1 or t.numel() < 2:
         raise ValueError(f"t must be a 1-D time grid with at least 2 points; got shape {tuple(t.shape)}")
+    times = t.detach().to('cpu', torch.float64)
+    if not bool(torch.isfinite(times).all()): raise ValueError(f"t must hold finite times; got {_values(times)}")
+    gaps = times.diff()
+    if not (bool((gaps >= 0).all()) or bool((gaps <= 0).all())):
+        raise ValueError(f"t must be monotone (increasing or decreasing, not both); got {_values(times)}")
     return t
+
+def _check_step_size(step_size):
+    "A number as a float, finite and non-zero; a tensor itself, its entries checked finite only on the CPU (no device sync)."
+    if step_size is None: raise ValueError("step_size is required (a number, a 0-d tensor or one value per sample)")
+    if torch.is_tensor(step_size):   # NaN and ±inf survive a sum; `tolist` reads host memory without a dispatched `.item()`
+        if step_size.device.type == 'cpu' and not math.isfinite(step_size.sum().tolist()):
+            raise ValueError(f"step_size must be finite; got {_values(step_size)}")
+        return step_size
+    h = check_real(step_size, 'step_size')
+    if h == 0.0: raise ValueError(f"step_size must be non-zero (a negative step runs backwards in time); got {step_size}")
+    return h
 
 def _coefficient(value, x: torch.Tensor, name: str):
     "A Python float stays a float; a tensor is moved to `x`'s device/dtype and a `(B,)` tensor becomes `(B, 1, …, 1)`."
@@ -39,10 +60,8 @@ def _coefficient(value, x: torch.Tensor, name: str):
 
 def _step_pair(step_size, x: torch.Tensor):
     "The step size as applied to the state `(B, *S)` and to the time axis `(B,)`: two floats, or two tensor views."
-    if step_size is None: raise ValueError("step_size is required (a number, a 0-d tensor or one value per sample)")
-    if not torch.is_tensor(step_size):
-        h = check_real(step_size, 'step_size', finite=False)
-        return h, h
+    step_size = _check_step_size(step_size)
+    if not torch.is_tensor(step_size): return step_size, step_size
     h = step_size if (step_size.device == x.device and step_size.dtype == x.dtype) else step_size.to(x.device, x.dtype)
     if h.numel() == 1:
         h = h.reshape(())
@@ -108,6 +127,28 @@ class BaseIntegrator(TorchEBMModule, ABC):
         "Return `drift`, or raise `ValueError` with a hint when it is missing."
         return self._require_callable(drift, 'drift', _DRIFT_HINT + " (a callable drift(x, t))")
 
+# %% ../../nbs/00_core/05_base_integrator.ipynb #f99849e3
+@patch
+def _state_tensors(self: BaseIntegrator, state, # the state dict handed to `step` or `integrate`
+                   keys: Tuple[str, ...] = ('x',), # the keys the integrator needs, 'x' first
+                   optional: Tuple[str, ...] = (), # keys it reads when present (and not None)
+                  ) -> tuple: # `state[k]` for each of `keys`
+    "The state's tensors: `TypeError` unless `state` is a dict of tensors, `ValueError` naming a missing key or an entry shaped unlike `state['x']`."
+    needs = ' and '.join(repr(k) for k in keys)
+    if not isinstance(state, Mapping): raise TypeError(f"state must be a dict with the key(s) {needs}; got {describe_type(state)}")
+    missing = [k for k in keys if k not in state]
+    if missing: raise ValueError(f"state must have the key {missing[0]!r} ({type(self).__name__} needs {needs}); got keys {list(state)}")
+    x = state['x']
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise TypeError(f"state['x'] must be a floating torch.Tensor; got {describe_type(x) if not torch.is_tensor(x) else x.dtype}")
+    if x.ndim == 0: raise ValueError("state['x'] must have a batch dimension, shape (B, *S); got a 0-d tensor")
+    for k in keys[1:] + tuple(k for k in optional if state.get(k) is not None):
+        v = state[k]
+        if not torch.is_tensor(v): raise TypeError(f"state[{k!r}] must be a torch.Tensor; got {describe_type(v)}")
+        if v.shape != x.shape:
+            raise ValueError(f"state[{k!r}] must have the shape of state['x'] {tuple(x.shape)}; got {tuple(v.shape)}")
+    return tuple(state[k] for k in keys)
+
 # %% ../../nbs/00_core/05_base_integrator.ipynb #143dca4b
 @patch
 def _batch_time(self: BaseIntegrator, t, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +160,7 @@ def _batch_time(self: BaseIntegrator, t, x: torch.Tensor) -> torch.Tensor:
             self._time_cache = torch.zeros(B, device=x.device, dtype=x.dtype)
             self._time_cache_key = key
         return self._time_cache
-    if not torch.is_tensor(t): return torch.full((B,), check_real(t, 't', finite=False), device=x.device, dtype=x.dtype)
+    if not torch.is_tensor(t): return torch.full((B,), check_real(t, 't'), device=x.device, dtype=x.dtype)
     if t.device != x.device or t.dtype != x.dtype: t = t.to(x.device, x.dtype)
     if t.numel() == 1: return t.reshape(1).expand(B)
     if t.shape != (B,): raise ValueError(f"t must be a number or have shape ({B},); got shape {tuple(t.shape)}")
@@ -314,7 +355,7 @@ def step(self: BaseRungeKuttaIntegrator,
         ) -> Dict[str, torch.Tensor]: # {"x": x after one step}
     "One Runge–Kutta step $x \\mapsto x + h\\sum_i b_i k_i$."
     drift = self._require_drift(drift)
-    x = state["x"]
+    (x,) = self._state_tensors(state)
     h, h_t = _step_pair(step_size, x)
     return {"x": self._rk_step(x, h, h_t, self._batch_time(t, x), drift)[0]}
 
@@ -331,7 +372,8 @@ def integrate(self: BaseRungeKuttaIntegrator,
              ) -> Dict[str, torch.Tensor]: # {"x": x at the end}
     "Integrate $\\dot x = f(x, t)$ along a fixed grid, or adaptively from `t[0]` to `t[-1]`."
     drift, n_steps, t, adaptive = self._integration_args(drift, n_steps, t, adaptive)
-    x = state["x"]
+    (x,) = self._state_tensors(state)
+    if step_size is not None or t is None: step_size = _check_step_size(step_size)
     with torch.inference_mode() if inference_mode else nullcontext():
         x = (self._integrate_adaptive if adaptive else self._integrate_fixed)(x, step_size, n_steps, t, drift)
     return {"x": x}
@@ -426,6 +468,29 @@ def _adaptive_span(self: BaseRungeKuttaIntegrator, x: torch.Tensor, step_size, n
         t0, t1 = 0.0, n_steps * h0
     return t0, t1
 
+# %% ../../nbs/00_core/05_base_integrator.ipynb #15b3a241
+_NONFINITE_FLOOR = 1e-9   # relative to the span: a step this short meeting a non-finite drift ends the run
+
+@patch
+def _refuse_nonfinite_field(self: BaseRungeKuttaIntegrator, x: torch.Tensor, ks: list, t: float, h: float, floor: float,
+                            drift: Callable) -> None:
+    "After a non-finite error ratio: raise if the drift is not finite at the current state `x` (at `t` or at a stage's time), or anywhere in a step no longer than `floor`."
+    name, fail = type(self).__name__, "; adaptive stepping cannot step past it: check the field (the model) there"
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"state['x'] must be finite: {name} cannot step adaptively from non-finite values at t={t:.6g}")
+    for i, (k, (_, _, c)) in enumerate(zip(ks, self._tableau.stages)):
+        if bool(torch.isfinite(k).all()): continue
+        if i == 0 and self._tableau.first_reusable:
+            raise FloatingPointError(f"{name}: the drift returned non-finite values (NaN or inf) at t={t:.6g} at the current state{fail}")
+        t_i = t + c * h
+        if not bool(torch.isfinite(drift(x, torch.full((x.shape[0],), t_i, device=x.device, dtype=x.dtype))).all()):
+            raise FloatingPointError(f"{name}: the drift returned non-finite values (NaN or inf) at t={t_i:.6g} even at the "
+                                     f"current state (it is finite at t={t:.6g}){fail}")
+        if abs(h) <= floor:
+            raise FloatingPointError(f"{name}: the drift returned non-finite values (NaN or inf) at t={t_i:.6g} within a "
+                                     f"step of {abs(h):.3g} from t={t:.6g}, the shortest step it tries{fail}")
+        return
+
 # %% ../../nbs/00_core/05_base_integrator.ipynb #9fd57618
 @patch
 def _integrate_adaptive(self: BaseRungeKuttaIntegrator, x, step_size, n_steps, t, drift):
@@ -439,6 +504,7 @@ def _integrate_adaptive(self: BaseRungeKuttaIntegrator, x, step_size, n_steps, t
     h_abs = min(h_abs, self.max_step_size, abs(span))
     tab, B = self._tableau, x.shape[0]
     tiny = 8 * torch.finfo(torch.float64).eps * max(1.0, abs(t0), abs(t1))
+    floor = max(tiny, _NONFINITE_FLOOR * abs(span))   # a step this short that still meets a non-finite drift: give up
     t_cur, first, attempts = t0, None, 0
     while direction * (t1 - t_cur) > tiny:
         if attempts >= self.max_steps:
@@ -453,6 +519,7 @@ def _integrate_adaptive(self: BaseRungeKuttaIntegrator, x, step_size, n_steps, t
         t_b = torch.full((B,), t_cur, device=x.device, dtype=x.dtype)
         x_new, ks = self._rk_step(x, h, h, t_b, drift, first)
         r = self._error_ratio(x, x_new, _weighted(h, tab.error, ks))
+        if not math.isfinite(r): self._refuse_nonfinite_field(x, ks, t_cur, h, floor, drift)   # reads only on this path
         if r <= 1.0:                                           # accept
             x, t_cur = x_new, (t1 if last else t_cur + h)
             first = ks[-1] if tab.fsal else None
@@ -515,8 +582,9 @@ def step(self: BaseSDERungeKuttaIntegrator,
          generator: Optional[torch.Generator] = None, # RNG for ξ
         ) -> Dict[str, torch.Tensor]: # {"x": x after one step}
     "One step $x + h\\sum_i b_i k_i + \\sqrt{2D}\\sqrt{h}\\,\\xi$."
-    x = state["x"]
-    if (self._single_explicit is not None and type(step_size) is float and type(noise_scale) is float
+    (x,) = self._state_tensors(state)
+    if (self._single_explicit is not None and type(step_size) is float and 0.0 < abs(step_size) < math.inf
+            and type(noise_scale) is float
             and diffusion is None and t is None and noise is not None and drift is not None
             and noise.shape == x.shape):
         # hot path (Euler–Maruyama in a sampler loop): one drift call, one fused add, one in-place add
@@ -548,7 +616,8 @@ def integrate(self: BaseSDERungeKuttaIntegrator,
     if adaptive and (diffusion is not None or noise_scale is not None):
         raise ValueError("adaptive step-size control only applies to noise-free integration; "
                          "got diffusion/noise_scale together with adaptive stepping")
-    x = state["x"]
+    (x,) = self._state_tensors(state)
+    if step_size is not None or t is None: step_size = _check_step_size(step_size)
     with torch.inference_mode() if inference_mode else nullcontext():
         if adaptive: return {"x": self._integrate_adaptive(x, step_size, n_steps, t, drift)}
         varying = diffusion is not None and callable(diffusion) and not torch.is_tensor(diffusion)

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #d8a51b30
 from __future__ import annotations
+import functools
 import inspect
 import warnings
 from abc import ABC, abstractmethod
@@ -14,7 +15,8 @@ from fastcore.basics import patch
 from torch import nn
 
 from .._deprecation import TorchEBMDeprecationWarning, declare_deprecation
-from .base_module import (TorchEBMModule, check_batch, reject_unknown_arguments, resolve_generator,
+from .base_module import (TorchEBMModule, check_batch, check_finite_rows, check_model_kwargs,
+                                          check_model_placement, reject_unknown_arguments, resolve_generator,
                                           substitute_condition, warn_once)
 from .base_coupling import BaseModelCoupling
 from .base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
@@ -22,8 +24,8 @@ from .mcmc import no_convergence_check
 from .validation import check_bool, check_instance, check_int, check_real, describe_type
 
 # %% auto #0
-__all__ = ['BaseLoss', 'BaseContrastiveDivergence', 'dtensor_parameters', 'BaseScoreMatching', 'BaseInterpolantLoss',
-           'CallableModule', 'as_module']
+__all__ = ['BaseLoss', 'check_sampler_model', 'BaseContrastiveDivergence', 'dtensor_parameters', 'BaseScoreMatching',
+           'BaseInterpolantLoss', 'CallableModule', 'as_module']
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #0f243c1c
 _BARE_CONDITIONING = declare_deprecation(
@@ -57,9 +59,43 @@ class BaseLoss(Schedulable, TorchEBMModule, ABC):
         self._probe_armed = check_conditioning
         self._probe_zero_calls = 0
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get('__init__')
+        if init is not None and not hasattr(init, '_checks_model_placement'): cls.__init__ = _checks_model_placement(init)
+
     @abstractmethod
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         "The loss for the batch `x`."
+
+# %% ../../nbs/00_core/09_base_loss.ipynb #55b2edf4
+_PLACEMENT_ARGUMENTS = ('model', 'dtype', 'device')
+
+def _explicit_arguments(init: Callable, args: tuple, kwargs: dict) -> dict:
+    "Which of `_PLACEMENT_ARGUMENTS` a call `init(self, *args, **kwargs)` passes explicitly (directly or through **kwargs)."
+    signature = inspect.signature(init)
+    try: bound = signature.bind_partial(None, *args, **kwargs)
+    except TypeError: return {}   # a malformed call: __init__ itself reports it
+    given = {}
+    for name, value in bound.arguments.items():
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            given.update({k: value[k] for k in _PLACEMENT_ARGUMENTS if k in value})
+        elif name in _PLACEMENT_ARGUMENTS: given[name] = value
+    return given
+
+def _checks_model_placement(init: Callable) -> Callable:
+    "`init`, whose outermost call first checks an explicitly passed dtype/device against the model's parameters."
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if '_placement_checked' not in self.__dict__:   # the outermost __init__ sees the caller's arguments
+            object.__setattr__(self, '_placement_checked', True)
+            given = _explicit_arguments(init, args, kwargs)
+            if isinstance(given.get('model'), nn.Module):
+                check_model_placement(given['model'], given.get('dtype'), given.get('device'), follows_model=True)
+        init(self, *args, **kwargs)
+    __init__._checks_model_placement = True
+    return __init__
+
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #bed18bbc
 @patch
@@ -147,6 +183,13 @@ def _apply_cfg_dropout(self: BaseLoss, model_kwargs: dict, generator: Optional[t
 # %% ../../nbs/00_core/09_base_loss.ipynb #cf7fcbd4
 _SAMPLER_OPTIONS = ('model_kwargs', 'generator')   # passed to sampler.sample when it accepts them
 
+def _unwrapped(module: Any) -> Any:
+    "`module` without DataParallel/DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."
+    while True:
+        if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)): module = module.module
+        elif isinstance(getattr(module, '_orig_mod', None), nn.Module): module = module._orig_mod
+        else: return module
+
 def _sample_options(sampler: Any) -> frozenset:
     "Which of `_SAMPLER_OPTIONS` `sampler.sample` accepts (all of them when it takes **kwargs or has no signature)."
     sample = getattr(sampler, 'sample', None)
@@ -158,6 +201,17 @@ def _sample_options(sampler: Any) -> frozenset:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters): return frozenset(_SAMPLER_OPTIONS)
     names = {p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
     return frozenset(o for o in _SAMPLER_OPTIONS if o in names)
+
+# %% ../../nbs/00_core/09_base_loss.ipynb #7bcc0ad0
+def check_sampler_model(sampler: Any, # a sampler given to a loss (anything; one without a `model` attribute passes)
+                        model: nn.Module, # the loss's model
+                       ) -> None:
+    "`ValueError` naming `sampler` when it has a `model` other than the loss's (a duck-typed sampler without one passes)."
+    theirs = getattr(sampler, 'model', None)
+    if theirs is None or _unwrapped(theirs) is _unwrapped(model): return
+    raise ValueError(f"sampler is built on another model ({type(theirs).__name__} at {id(theirs):#x}) than the loss's "
+                     f"({type(model).__name__} at {id(model):#x}), so its negatives would come from the wrong energy; "
+                     f"build it on the same object: {type(sampler).__name__}(model, ...)")
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #caca5c79
 class BaseContrastiveDivergence(BaseLoss):
@@ -175,6 +229,7 @@ class BaseContrastiveDivergence(BaseLoss):
         super().__init__(dtype, device, *args, **kwargs)
         check_instance(model, 'model', nn.Module, 'an nn.Module instance (e.g. a BaseModel)')
         self._sampler_accepts = _sample_options(sampler)
+        check_sampler_model(sampler, model)
         self.model, self.sampler = model, sampler
         self.k_steps = check_int(k_steps, 'k_steps', minimum=1)
         self.persistent = check_bool(persistent, 'persistent')
@@ -392,6 +447,16 @@ class BaseScoreMatching(BaseLoss):
         "The loss for the batch `x` (defined by subclasses)."
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
+# %% ../../nbs/00_core/09_base_loss.ipynb #a5f0d1e2
+def _full_parameters(module: nn.Module, # the model; its parameters may be DTensors (FSDP2 shards on a 1-D mesh)
+                    ) -> dict: # name -> the full parameter, differentiable back to the module's own parameter
+    "The parameters of `module` as full tensors: DTensors gathered, their gradients averaged over the mesh on the way back."
+    params = dict(module.named_parameters())
+    if not dtensor_parameters(module): return params
+    from torch.distributed.tensor import Partial
+    average = [Partial('avg')]   # each rank's gradient is its own batch's: reduce-scatter it with averaging, as FSDP2 does
+    return {k: (v.full_tensor(grad_placements=average) if hasattr(v, 'full_tensor') else v) for k, v in params.items()}
+
 # %% ../../nbs/00_core/09_base_loss.ipynb #040d71de
 @patch
 def _energy_fn(self: BaseScoreMatching):
@@ -410,7 +475,7 @@ def _energy_fn(self: BaseScoreMatching):
             raise NotImplementedError(f"{type(self).__name__}: only 1-D device meshes are supported; got {p.device_mesh.ndim}-D")
     target = self._functional_model or self.model
     if target.training != self.model.training: target.train(self.model.training)   # the template follows the model's mode
-    params = {k: (v.full_tensor() if hasattr(v, 'full_tensor') else v) for k, v in self.model.named_parameters()}
+    params = _full_parameters(self.model)
     buffers = dict(self.model.named_buffers())
     return lambda x, **mk: torch.func.functional_call(target, {**params, **buffers}, (x,), mk)
 
@@ -535,7 +600,10 @@ def draw_pairs(self: BaseInterpolantLoss,
                generator: Optional[torch.Generator] = None,
               ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     "(x0, x1, weights): noise paired with data by the coupling (data rows keep their order)."
+    check_batch(x1, 'x1')
+    if x0 is not None: check_batch(x0, 'x0')
     generator = resolve_generator(generator, x1.device)
+    given = x0 is not None
     if x0 is None: x0 = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     elif x0.shape != x1.shape:
         raise ValueError(f"x0 has shape {tuple(x0.shape)} but the data has shape {tuple(x1.shape)}; they must match")
@@ -543,6 +611,8 @@ def draw_pairs(self: BaseInterpolantLoss,
     if isinstance(self.coupling, BaseModelCoupling):
         result = self.coupling.couple(x0, x1, generator=generator)
         return result.x0, result.x1, result.weights
+    check_finite_rows(x1, 'x1')   # the coupling sees the data as its x0: name the rows here, in the loss's terms
+    if given: check_finite_rows(x0, 'x0')
     result = self.coupling.couple(x1, x0, generator=generator)
     return result.x1, result.x0, result.weights
 
@@ -553,6 +623,8 @@ def sample_path(self: BaseInterpolantLoss,
                 generator: Optional[torch.Generator] = None,
                ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     "(x0, x1, weights, t, x_t, u_t): paired noise and data on the loss's device and dtype, times, and the path point and velocity."
+    check_batch(x1, 'x1')
+    if x0 is not None: check_batch(x0, 'x0')
     x1 = x1.to(device=self.device, dtype=self.dtype)
     if x0 is not None: x0 = x0.to(device=x1.device, dtype=x1.dtype)
     generator = resolve_generator(generator, x1.device)
@@ -565,6 +637,8 @@ def sample_path(self: BaseInterpolantLoss,
 def compute_loss(self: BaseInterpolantLoss, x: torch.Tensor, *, x0: Optional[torch.Tensor] = None,
                  model_kwargs: Optional[dict] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     "Probe, CFG dropout, per-sample terms, then the (weighted) batch mean."
+    check_batch(x)
+    if x0 is not None: check_batch(x0, 'x0')
     generator = resolve_generator(generator, self.device)
     mk = self._prepare_conditioning(x, None, model_kwargs, {}, generator)
     terms = self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)

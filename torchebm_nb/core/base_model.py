@@ -26,6 +26,12 @@ def _check_input(x: torch.Tensor, name: str = 'x') -> None:
     if not x.is_floating_point(): raise TypeError(f"{name} must be a floating tensor; got dtype {x.dtype}")
     if x.ndim == 0: raise ValueError(f"{name} must have at least one dimension (a point or a batch); got a 0-d tensor")
 
+def _show_values(t: torch.Tensor) -> str:
+    "A tensor's values for an error message: the list when short, else its shape and how many entries are not finite."
+    if t.numel() <= 16: return str(t.tolist())
+    n_bad = int((~torch.isfinite(t)).sum()) if t.is_floating_point() else 0
+    return f"a tensor of shape {tuple(t.shape)} with {n_bad} non-finite entries"
+
 def _check_energy(energy: torch.Tensor, x: torch.Tensor, owner: str) -> None:
     "Energies are one number per sample: shape (B,) for a batch, (1,) or () for a single 1-D point."
     expected = (x.shape[0],) if x.ndim > 1 else (1,)
@@ -111,11 +117,20 @@ class AnalyticModel(BaseModel):
         _check_input(x)
         if x.ndim == 1: x = x.unsqueeze(0)
         if x.device != self.device: x = x.to(self.device)
-        self._check_dim(x.shape[-1])
+        self.check_dim(x.shape[-1])
         return x
 
-    def _check_dim(self, d: int) -> None:
-        "Override to restrict the event dimension."
+    def _dim_rule(self, d: int) -> Optional[str]:
+        "None when the event dimension `d` is allowed, else what it must be, in words (override to restrict it)."
+        return None
+
+    def check_dim(self, d: int, # an event dimension (the last axis of the input)
+                  name: str = 'x', # what carries it, for the message (e.g. 'dim' for a sampler's argument)
+                 ) -> int: # `d` itself
+        "`d` if this energy accepts inputs of last dimension `d`, else a `ValueError` naming `name`, `d` and the rule."
+        rule = self._dim_rule(d)
+        if rule is not None: raise ValueError(f"{name}: event dimension {d}, but {type(self).__name__} needs {rule}")
+        return d
 
     @abstractmethod
     def _grad(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,9 +158,8 @@ class DoubleWellModel(AnalyticModel):
                  b: float = 1.0, # position of the wells
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.barrier_height = check_real(barrier_height, 'barrier_height')
+        self.barrier_height = check_real(barrier_height, 'barrier_height', minimum=0, strict_minimum=True)
         self.b = check_real(b, 'b')
-        if self.barrier_height <= 0: raise ValueError(f"barrier_height must be positive; got {barrier_height}")
 
     def forward(self, x):
         x = self._prepare(x)
@@ -167,25 +181,27 @@ class GaussianModel(AnalyticModel):
         for name, v in (('mean', mean), ('cov', cov)):
             if not torch.is_tensor(v): raise TypeError(f"{name} must be a torch.Tensor; got {type(v).__name__}")
         if mean.ndim != 1: raise ValueError(f"mean must be 1-D (D,); got shape {tuple(mean.shape)}")
-        if not torch.isfinite(mean).all(): raise ValueError(f"mean must be finite; got {mean.tolist()}")
+        if not torch.isfinite(mean).all(): raise ValueError(f"mean must be finite; got {_show_values(mean)}")
         if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
             raise ValueError(f"cov must be a square matrix (D, D); got shape {tuple(cov.shape)}")
         if cov.shape[0] != mean.shape[0]:
             raise ValueError(f"cov is {tuple(cov.shape)} but mean has D={mean.shape[0]}; they must match")
         cov64 = cov.detach().to(torch.float64)
-        if not torch.isfinite(cov64).all() or not torch.allclose(cov64, cov64.T, rtol=1e-5, atol=1e-8):
-            raise ValueError("cov must be a finite symmetric matrix")
+        if not torch.isfinite(cov64).all(): raise ValueError(f"cov must be finite; got {_show_values(cov)}")
+        if not torch.allclose(cov64, cov64.T, rtol=1e-5, atol=1e-8):
+            raise ValueError(f"cov must be symmetric; got {_show_values(cov)}")
         chol, info = torch.linalg.cholesky_ex(cov64)
         if info.item() != 0:
-            raise ValueError("cov is not positive definite (not invertible as a covariance): "
-                             "its Cholesky factorisation failed")
+            raise ValueError(f"cov must be positive definite (a covariance; its Cholesky factorisation failed); "
+                             f"got {_show_values(cov)}")
         cov_inv = torch.cholesky_inverse(chol)
         self.register_buffer('mean', mean.detach().to(device=self.device, dtype=self.dtype).clone())
         self.register_buffer('cov', cov64.to(device=self.device, dtype=self.dtype))
         self.register_buffer('cov_inv', cov_inv.to(device=self.device, dtype=self.dtype))
 
-    def _check_dim(self, d):
-        if d != self.mean.shape[0]: raise ValueError(f"x must have last dimension {self.mean.shape[0]}; got {d}")
+    def _dim_rule(self, d):
+        D = self.mean.shape[0]
+        return None if d == D else f"last dimension {D} (the length of its mean)"
 
     def forward(self, x):
         x = self._prepare(x)
@@ -203,8 +219,7 @@ class HarmonicModel(AnalyticModel):
     def __init__(self, k: float = 1.0, # spring constant, > 0
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.k = check_real(k, 'k')
-        if self.k <= 0: raise ValueError(f"k must be positive; got {k}")
+        self.k = check_real(k, 'k', minimum=0, strict_minimum=True)
 
     def forward(self, x):
         x = self._prepare(x)
@@ -218,13 +233,13 @@ class HarmonicModel(AnalyticModel):
 class RosenbrockModel(AnalyticModel):
     "E(x) = Σᵢ [(a − xᵢ)² + b (xᵢ₊₁ − xᵢ²)²]: the banana-shaped valley; needs D ≥ 2."
     def __init__(self, a: float = 1.0, # location parameter
-                 b: float = 100.0, # valley steepness
+                 b: float = 100.0, # valley steepness, > 0 (b ≤ 0 leaves exp(−E) without a normaliser)
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.a, self.b = check_real(a, 'a'), check_real(b, 'b')
+        self.a, self.b = check_real(a, 'a'), check_real(b, 'b', minimum=0, strict_minimum=True)
 
-    def _check_dim(self, d):
-        if d < 2: raise ValueError(f"RosenbrockModel needs at least 2 dimensions; got {d}")
+    def _dim_rule(self, d):
+        return None if d >= 2 else "at least 2 dimensions"
 
     def forward(self, x):
         x = self._prepare(x)
@@ -244,12 +259,13 @@ class RosenbrockModel(AnalyticModel):
 # %% ../../nbs/00_core/02_base_model.ipynb #cf3817a3
 class AckleyModel(AnalyticModel):
     "Ackley's multimodal function; global minimum 0 at the origin."
-    def __init__(self, a: float = 20.0, # depth of the global basin
-                 b: float = 0.2, # decay rate of the basin
+    def __init__(self, a: float = 20.0, # depth of the global basin, > 0
+                 b: float = 0.2, # decay rate of the basin, > 0
                  c: float = 2 * math.pi, # frequency of the ripples
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.a, self.b, self.c = check_real(a, 'a'), check_real(b, 'b'), check_real(c, 'c')
+        self.a = check_real(a, 'a', minimum=0, strict_minimum=True)
+        self.b, self.c = check_real(b, 'b', minimum=0, strict_minimum=True), check_real(c, 'c')
 
     def forward(self, x):
         x = self._prepare(x)
@@ -269,10 +285,10 @@ class AckleyModel(AnalyticModel):
 # %% ../../nbs/00_core/02_base_model.ipynb #09f76f51
 class RastriginModel(AnalyticModel):
     "Rastrigin's function: a lattice of local minima; global minimum 0 at the origin."
-    def __init__(self, a: float = 10.0, # amplitude of the cosine ripples
+    def __init__(self, a: float = 10.0, # amplitude of the cosine ripples, ≥ 0
                  *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.a = check_real(a, 'a')
+        self.a = check_real(a, 'a', minimum=0)
 
     def forward(self, x):
         x = self._prepare(x)
@@ -286,8 +302,8 @@ class RastriginModel(AnalyticModel):
 # %% ../../nbs/00_core/02_base_model.ipynb #ff32effa
 class HimmelblauModel(AnalyticModel):
     "Himmelblau's function on consecutive coordinate pairs (D even); four minima of value 0 per pair."
-    def _check_dim(self, d):
-        if d % 2: raise ValueError(f"HimmelblauModel acts on coordinate pairs and needs an even dimension; got {d}")
+    def _dim_rule(self, d):
+        return None if d % 2 == 0 else "an even dimension (it acts on coordinate pairs)"
 
     def forward(self, x):
         x = self._prepare(x)
@@ -301,8 +317,8 @@ class HimmelblauModel(AnalyticModel):
 
 class BoothModel(AnalyticModel):
     "Booth's function (2-D only): minimum 0 at (1, 3)."
-    def _check_dim(self, d):
-        if d != 2: raise ValueError(f"BoothModel is 2-D only; got last dimension {d}")
+    def _dim_rule(self, d):
+        return None if d == 2 else "last dimension 2 (it is 2-D only)"
 
     def forward(self, x):
         x = self._prepare(x)
@@ -336,7 +352,7 @@ class CompositeModel(BaseModel):
             raise ValueError("models must be a non-empty list of BaseModel instances")
         for i, m in enumerate(models):
             check_instance(m, f"models[{i}]", BaseModel)
-        weights = [1.0] * len(models) if weights is None else [check_real(w, 'weights') for w in weights]
+        weights = [1.0] * len(models) if weights is None else [check_real(w, f'weights[{i}]') for i, w in enumerate(weights)]
         if len(weights) != len(models):
             raise ValueError(f"weights has {len(weights)} entries but there are {len(models)} models")
         self.models = nn.ModuleList(models)

@@ -9,6 +9,7 @@ import inspect
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any, Callable, Optional, Union
 
@@ -17,12 +18,13 @@ from fastcore.basics import eval_type, get_annotations_ex, patch, patch_to, tupl
 from torch import nn
 
 from .._deprecation import _WARNED_ONCE, external_stacklevel, warn_once   # their home is below core; re-exported here
-from .validation import check_bool
+from .validation import check_bool, check_instance, describe_type
 
 # %% auto #0
 __all__ = ['DeviceMixin', 'patch_override', 'supported_init_parameters', 'reject_unknown_arguments', 'normalize_device',
-           'resolve_device', 'check_device_available', 'resolve_dtype', 'check_batch', 'resolve_generator',
-           'read_checkpoint', 'restore_state', 'TorchEBMModule', 'substitute_condition', 'warn_once']
+           'resolve_device', 'check_device_available', 'resolve_dtype', 'model_device', 'check_model_placement',
+           'check_batch', 'check_finite_rows', 'resolve_generator', 'read_checkpoint', 'restore_state',
+           'TorchEBMModule', 'check_model_kwargs', 'substitute_condition', 'warn_once']
 
 # %% ../../nbs/00_core/00_base_module.ipynb #be7fc76b
 _all_ = ['warn_once']    # defined in torchebm_nb._deprecation, re-exported as part of core's API
@@ -116,6 +118,35 @@ def resolve_dtype(dtype: Optional[torch.dtype], # a floating dtype, or None for 
         raise ValueError(f"{name} must be a floating dtype; got {dtype}")
     return dtype
 
+# %% ../../nbs/00_core/00_base_module.ipynb #b096adc0
+def model_device(model: nn.Module, # the model
+                ) -> Optional[torch.device]: # its device (`cuda:0` reported as `cuda`), or None when nothing places it
+    "The device of the first parameter, else of the first buffer that places it (non-empty, or off the CPU); else None."
+    for t in model.parameters(): return normalize_device(t.device)
+    for t in model.buffers():
+        if t.numel() or t.device.type != 'cpu': return normalize_device(t.device)
+    return None
+
+def check_model_placement(model: nn.Module, # the model the caller computes with
+                          dtype: Optional[torch.dtype] = None, # the dtype the caller asked for (None: not asked for)
+                          device: Union[str, torch.device, None] = None, # the device the caller asked for (None: not asked for)
+                          *,
+                          follows_model: bool = False, # leaving the argument unset follows the model (said in the message)
+                         ) -> None:
+    "`ValueError` naming `dtype`/`device` when the one asked for disagrees with the model's parameters."
+    check_instance(model, 'model', nn.Module, 'a torch.nn.Module instance (e.g. a BaseModel)')
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
+    unset = ", leave it unset (the model's is used)" if follows_model else ""
+    model_dtypes = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()})
+    if dtype is not None and model_dtypes and str(dtype) not in model_dtypes:
+        raise ValueError(f"dtype={dtype} but the model's parameters are {model_dtypes}; pass the model's dtype "
+                         f"(dtype={model_dtypes[0]}){unset} or convert the model first (model.to({dtype}))")
+    where = model_device(model)
+    if device is not None and where is not None and where != device:
+        raise ValueError(f"device={device} but the model is on {where}; pass device='{where}'{unset} or move the model "
+                         f"first (model.to('{device}')): torchebm_nb never moves a model implicitly")
+
+
 # %% ../../nbs/00_core/00_base_module.ipynb #5f3755c8
 def check_batch(x: Any, # the argument
                 name: str = 'x', # its name, for the message
@@ -131,6 +162,19 @@ def check_batch(x: Any, # the argument
         raise TypeError(f"{name} must be a floating tensor; got dtype {x.dtype} (convert it, e.g. {name}.float())")
     if x.shape[0] == 0: raise ValueError(f"{name} must hold at least one sample; got an empty batch of shape {tuple(x.shape)}")
     return x
+
+# %% ../../nbs/00_core/00_base_module.ipynb #3f0370d5
+def check_finite_rows(x: torch.Tensor, # a batch (B, *S), already checked with `check_batch`
+                      name: str = 'x', # its name, for the message
+                     ) -> torch.Tensor: # `x` itself
+    "`x` if every row is finite; else a `ValueError` naming `name`, how many rows hold NaN or ±inf, and the first."
+    if not (x.is_floating_point() or x.is_complex()): return x   # integer batches are always finite
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    if not bool(bad.any()): return x
+    row = int(bad.nonzero()[0])
+    raise ValueError(f"{name} has non-finite values (NaN or inf) in {int(bad.sum())} of its {x.shape[0]} rows, the first "
+                     f"being row {row}: {x[row].reshape(-1)[:4].tolist()}; drop or repair those rows first")
+
 
 # %% ../../nbs/00_core/00_base_module.ipynb #61da6d15
 def resolve_generator(generator: Union[torch.Generator, int, None], # a generator, an int seed, or None (global RNG)
@@ -252,13 +296,25 @@ def autocast_context(self: TorchEBMModule):
     if not self.use_mixed_precision: return nullcontext()
     return torch.amp.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+# %% ../../nbs/00_core/00_base_module.ipynb #fd8f24d3
+def check_model_kwargs(model_kwargs: Any, # conditioning for the model: a dict of keyword arguments, or None
+                       name: str = 'model_kwargs', # the argument's name, for the message
+                      ) -> dict: # a new dict ({} for None)
+    "A new dict of `model_kwargs` ({} for None); a `TypeError` naming `name` unless it is a mapping with str keys."
+    if model_kwargs is None: return {}
+    if not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"{name} must be a dict of keyword arguments for the model, or None; got "
+                        f"{describe_type(model_kwargs)} {repr(model_kwargs)[:60]}")
+    for key in model_kwargs:
+        if not isinstance(key, str): raise TypeError(f"{name} keys must be argument names (str); got the key {key!r}")
+    return dict(model_kwargs)
+
+
 # %% ../../nbs/00_core/00_base_module.ipynb #d2a143f4
 @patch
 def _prepare_model_kwargs(self: TorchEBMModule, model_kwargs: Optional[dict]) -> dict:
     "A new dict with tensor values moved to this module's device (dtypes untouched)."
-    if model_kwargs is None: return {}
-    if not isinstance(model_kwargs, dict):
-        raise TypeError(f"model_kwargs must be a dict or None; got {type(model_kwargs).__name__}")
+    model_kwargs = check_model_kwargs(model_kwargs)
     device = self.device
     return {k: v.to(device) if torch.is_tensor(v) and v.device != device else v for k, v in model_kwargs.items()}
 

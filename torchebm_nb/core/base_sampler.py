@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .base_module import TorchEBMModule, normalize_device, resolve_device, resolve_dtype, resolve_generator
+from .base_module import (TorchEBMModule, check_model_placement, model_device, resolve_device, resolve_dtype,
+                                         resolve_generator)
 from .base_scheduler import Schedulable
 from .mcmc import ChainContext, StepInfo, check_run_flags, run_chain
 from .validation import check_instance, check_int, is_int
@@ -18,13 +19,6 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['BaseSampler', 'is_mcmc_sampler', 'mcmc_sample']
-
-# %% ../../nbs/00_core/03_base_sampler.ipynb #cf0f385d
-def _module_device(module: nn.Module) -> Optional[torch.device]:
-    for t in module.parameters(): return normalize_device(t.device)
-    for t in module.buffers():
-        if t.numel() or t.device.type != 'cpu': return normalize_device(t.device)
-    return None
 
 # %% ../../nbs/00_core/03_base_sampler.ipynb #729237b4
 class BaseSampler(Schedulable, TorchEBMModule, ABC):
@@ -34,22 +28,17 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
     nonfinite_check_every: int = 32  # steps between the (sync-free) non-finite checks
     optimal_acceptance: Optional[float] = None  # Metropolis-corrected samplers: the acceptance rate adaptation aims at
     check_convergence: bool = True   # warn (UnconvergedWarning, once per object) when a run is plainly unconverged
+    checks_on_read: bool = False     # `sample` checks the run's schedules (whole or per step), not reads of `step_size` & co.
 
     def __init__(self, model: nn.Module, # the energy model (or the field, for flow samplers)
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
                 ):
         check_instance(model, 'model', nn.Module, 'a torch.nn.Module instance (e.g. a BaseModel)')
+        check_model_placement(model, dtype, device)   # the chains' dtype, float32 unless given, must be the model's
         device, dtype = resolve_device(device), resolve_dtype(dtype)
-        model_device = _module_device(model)
-        if device is None: device = model_device
-        elif model_device is not None and model_device != device:
-            raise ValueError(f"device={device} but the model is on {model_device}; move the model first "
-                             f"(model.to('{device}')) — samplers never move models implicitly")
-        model_dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
-        if model_dtypes and dtype not in model_dtypes:
-            raise ValueError(f"dtype={dtype} but the model's parameters are {sorted(map(str, model_dtypes))}; "
-                             "pass the model's dtype or convert the model")
+        if device is None: device = model_device(model)
+        if dtype is None: dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
         super().__init__(device=device, dtype=dtype)
         self.model = model
 

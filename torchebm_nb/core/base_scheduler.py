@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from fastcore.basics import patch
 from torch import nn
@@ -14,8 +14,9 @@ from torch import nn
 from .validation import check_bool, check_instance, check_int, check_real, describe_type, is_real
 
 # %% auto #0
-__all__ = ['BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
-           'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable', 'scheduled_parameter']
+__all__ = ['DOMAIN_WORDS', 'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler',
+           'CosineScheduler', 'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'in_domain',
+           'ScheduleGuard', 'Schedulable', 'scheduled_parameter']
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #96e7a680
 class BaseScheduler(ABC):
@@ -57,7 +58,8 @@ def brief(self: BaseScheduler) -> str:
 # %% ../../nbs/00_core/01_schedulers.ipynb #4586e052
 class ConstantScheduler(BaseScheduler):
     "Always `start_value`."
-    def _compute_value(self) -> float: return self.start_value
+    def value_at_step(self, step: int) -> float: return self.start_value
+    def _compute_value(self) -> float: return self.value_at_step(self.step_count)
     def brief(self) -> str: return f"{self.current_value:g}"
 
 class ExponentialDecayScheduler(BaseScheduler):
@@ -73,8 +75,10 @@ class ExponentialDecayScheduler(BaseScheduler):
         if self.min_value < 0: raise ValueError(f"min_value must be ≥ 0; got {min_value}")
         self.current_value = max(self.min_value, self.start_value)
 
-    def _compute_value(self) -> float:
-        return max(self.min_value, self.start_value * self.decay_rate ** self.step_count)
+    def value_at_step(self, step: int) -> float:
+        return max(self.min_value, self.start_value * self.decay_rate ** step)
+
+    def _compute_value(self) -> float: return self.value_at_step(self.step_count)
 
     def reset(self) -> None:
         super().reset(); self.current_value = max(self.min_value, self.start_value)
@@ -90,19 +94,22 @@ class _RampScheduler(BaseScheduler):
         self.end_value = check_real(end_value, 'end_value')
         self.n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
 
-    def _progress(self) -> float:
-        "Fraction of the schedule done, min(k, n)/n."
-        return min(self.step_count, self.n_steps) / self.n_steps
+    def _progress(self, step: int) -> float:
+        "Fraction of the schedule done after `step` steps, min(k, n)/n."
+        return min(step, self.n_steps) / self.n_steps
+
+    def _compute_value(self) -> float: return self.value_at_step(self.step_count)
 
 class LinearScheduler(_RampScheduler):
     "Linear from `start_value` to `end_value` over `n_steps`, then constant."
-    def _compute_value(self) -> float:
-        return self.start_value + (self.end_value - self.start_value) * self._progress()
+    def value_at_step(self, step: int) -> float:
+        return self.start_value + (self.end_value - self.start_value) * self._progress(step)
 
 class CosineScheduler(_RampScheduler):
     "Half-cosine from `start_value` to `end_value` over `n_steps`, then constant."
-    def _compute_value(self) -> float:
-        return self.end_value + (self.start_value - self.end_value) * 0.5 * (1.0 + math.cos(math.pi * self._progress()))
+    def value_at_step(self, step: int) -> float:
+        if step == 0: return self.start_value   # exactly what reset() sets
+        return self.end_value + (self.start_value - self.end_value) * 0.5 * (1.0 + math.cos(math.pi * self._progress(step)))
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #2f3b8a75
 class MultiStepScheduler(BaseScheduler):
@@ -119,9 +126,38 @@ class MultiStepScheduler(BaseScheduler):
         if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
             raise ValueError(f"milestones must be strictly increasing; got {self.milestones}")
 
-    def _compute_value(self) -> float:
-        passed = sum(1 for m in self.milestones if m <= self.step_count)
+    def value_at_step(self, step: int) -> float:
+        passed = sum(1 for m in self.milestones if m <= step)
         return self.start_value * self.gamma ** passed
+
+    def _compute_value(self) -> float: return self.value_at_step(self.step_count)
+
+# %% ../../nbs/00_core/01_schedulers.ipynb #b1a7c0df
+@patch
+def value_at_step(self: BaseScheduler, step: int, # steps since a reset, ≥ 0
+                 ) -> Optional[float]:
+    "The value after `step` steps from a reset, in closed form; None for a scheduler that has none (a user's `_compute_value`)."
+    return None
+
+@patch
+def has_closed_form(self: BaseScheduler) -> bool:
+    "Whether `value_at_step` describes this scheduler: defined at or below the class that computes its values, with the base `step`."
+    mro = type(self).__mro__
+    closed = next(c for c in mro if 'value_at_step' in vars(c))
+    computes = next((c for c in mro if '_compute_value' in vars(c)), BaseScheduler)
+    return closed is not BaseScheduler and issubclass(closed, computes) and type(self).step is BaseScheduler.step
+
+@patch
+def upcoming_values(self: BaseScheduler, n_steps: int, # steps of the coming run, ≥ 0
+                    from_reset: bool = False, # the run resets the scheduler first
+                   ) -> Optional[List[float]]:
+    "The `n_steps` values a run reads (the current one, or step 0's, then one per step); None without a closed form."
+    n_steps, from_reset = check_int(n_steps, 'n_steps', minimum=0), check_bool(from_reset, 'from_reset')
+    if not self.has_closed_form(): return None
+    if n_steps == 0: return []
+    first = 0 if from_reset else self.step_count
+    head = float(self.value_at_step(0)) if from_reset else self.current_value
+    return [head] + [float(self.value_at_step(first + k)) for k in range(1, n_steps)]
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #fef732e8
 @patch
@@ -130,10 +166,23 @@ def state_dict(self: BaseScheduler) -> Dict[str, Any]:
     return {k: v.state_dict() if isinstance(v, BaseScheduler) else v for k, v in self.__dict__.items()}
 
 @patch
-def load_state_dict(self: BaseScheduler, state_dict: Dict[str, Any]) -> None:
-    "Restore a state saved by `state_dict`."
+def _check_state_dict(self: BaseScheduler, state_dict: Any, name: str = 'state_dict') -> None:
+    "`TypeError` unless `state_dict` is a dict, `ValueError` naming missing or unknown entries (nested schedulers too)."
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{name} must be a dict written by {type(self).__name__}.state_dict(); got {describe_type(state_dict)}")
+    missing, unknown = sorted(set(self.__dict__) - set(state_dict)), sorted(map(str, set(state_dict) - set(self.__dict__)))
+    if missing or unknown:
+        raise ValueError(f"{name} does not fit a {type(self).__name__}: missing entries {missing}, unknown entries {unknown}")
+    for k, v in self.__dict__.items():
+        if isinstance(v, BaseScheduler): v._check_state_dict(state_dict[k], f"{name}[{k!r}]")
+
+@patch
+def load_state_dict(self: BaseScheduler, state_dict: Dict[str, Any], # what `state_dict` returned
+                   ) -> None:
+    "Restore a state saved by `state_dict` (checked first: a bad one changes nothing)."
+    self._check_state_dict(state_dict)
     for k, v in state_dict.items():
-        if isinstance(getattr(self, k, None), BaseScheduler): getattr(self, k).load_state_dict(v)
+        if isinstance(getattr(self, k), BaseScheduler): getattr(self, k).load_state_dict(v)
         else: setattr(self, k, v)
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #376e1f06
@@ -149,11 +198,20 @@ class WarmupScheduler(BaseScheduler):
         self.warmup_init_factor = check_real(warmup_init_factor, 'warmup_init_factor', minimum=0)
         super().__init__(main_scheduler.start_value * self.warmup_init_factor)
 
-    def _compute_value(self) -> float:
-        if self.step_count <= self.warmup_steps:
+    def value_at_step(self, step: int) -> Optional[float]:
+        if step <= self.warmup_steps:
             target = self.main_scheduler.start_value
-            return self.start_value + (target - self.start_value) * self.step_count / self.warmup_steps
+            return self.start_value + (target - self.start_value) * step / self.warmup_steps
+        return self.main_scheduler.value_at_step(step - self.warmup_steps)
+
+    def _compute_value(self) -> float:
+        if self.step_count <= self.warmup_steps: return self.value_at_step(self.step_count)
         return self.main_scheduler.step()
+
+    def has_closed_form(self) -> bool:
+        "When the main scheduler has one and has been stepped once per step past the warm-up (not elsewhere too)."
+        in_step = self.main_scheduler.step_count == max(0, self.step_count - self.warmup_steps)
+        return in_step and self.main_scheduler.has_closed_form()
 
     def reset(self) -> None:
         super().reset(); self.main_scheduler.reset()
@@ -178,9 +236,11 @@ class TemperatureScheduler(BaseScheduler):
         if self.t_end < self.t_start: raise ValueError(f"t_end ({t_end}) must be ≥ t_start ({t_start})")
         super().__init__(self._value_at(self.t_start))
 
-    def _compute_value(self) -> float:
-        t = self.t_start + (self.t_end - self.t_start) * min(self.step_count, self.n_steps) / self.n_steps
+    def value_at_step(self, step: int) -> float:
+        t = self.t_start + (self.t_end - self.t_start) * min(step, self.n_steps) / self.n_steps
         return self._value_at(t)
+
+    def _compute_value(self) -> float: return self.value_at_step(self.step_count)
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #244e97e4
 @patch
@@ -196,17 +256,45 @@ def _value_at(self: TemperatureScheduler, t: float) -> float:
     eps = self.epsilon_at(t)
     return math.sqrt(eps) if self.sqrt else eps
 
+# %% ../../nbs/00_core/01_schedulers.ipynb #b1a7c0e3
+DOMAIN_WORDS = {'positive': 'positive', 'nonnegative': '≥ 0'}   # a scheduled parameter's domain, in words
+
+def in_domain(value: float, # a scheduled value
+              domain: str, # 'positive' or 'nonnegative'
+             ) -> bool:
+    "Whether `value` is finite and in `domain` (> 0 or ≥ 0)."
+    if domain not in DOMAIN_WORDS: raise ValueError(f"domain must be one of {sorted(DOMAIN_WORDS)}; got {domain!r}")
+    return (0.0 < value < math.inf) if domain == 'positive' else (0.0 <= value < math.inf)
+
+class ScheduleGuard:
+    "The scheduled parameters of a run whose values cannot be known beforehand, checked at each step (Python floats: no sync)."
+    def __init__(self, watched: List[Tuple[str, str, BaseScheduler]]): # (name, domain, scheduler) of each
+        self.watched = list(watched)
+
+    def __bool__(self) -> bool: return bool(self.watched)
+
+    def check(self, step: int, # the run's step about to read the values
+             ) -> None:
+        "`ValueError` naming the parameter whose current value is outside its domain."
+        for name, domain, scheduler in self.watched:
+            value = scheduler.get_value()
+            if not in_domain(value, domain):
+                raise ValueError(f"{name} must be {DOMAIN_WORDS[domain]} at every step; {scheduler!r} gives {value} "
+                                 f"at step {step} of the run")
+
 # %% ../../nbs/00_core/01_schedulers.ipynb #53ef1d1d
 class Schedulable:
     "Mixin holding named schedulers; stepping and resetting reach every `Schedulable` in the module tree."
+    checks_on_read: bool = True   # reading a parameter checks its domain (losses); samplers check their runs instead
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.schedulers: Dict[str, BaseScheduler] = {}
+        self.parameter_domains: Dict[str, str] = {}   # name -> 'positive' or 'nonnegative', for the parameters that have one
 
     def register_scheduler(self, name: str, # the parameter's name
                            scheduler: BaseScheduler, # its schedule
                           ) -> None:
-        "Register (or replace) the scheduler behind parameter `name`."
+        "Register (or replace) the scheduler behind parameter `name` (its domain, if any, stays)."
         check_instance(scheduler, f"scheduler for {name!r}", BaseScheduler)
         self.schedulers[name] = scheduler
 
@@ -214,21 +302,21 @@ class Schedulable:
         "This object's own schedulers (a copy of the mapping)."
         return dict(self.schedulers)
 
-    def _register_param(self, name: str, value, *, positive: bool = False, nonnegative: bool = False) -> BaseScheduler:
-        "Register `value` (a number or a scheduler) as parameter `name`; `positive=True` requires a value > 0, `nonnegative=True` ≥ 0."
+    def _register_param(self, name: str, value, *, positive: bool = False, nonnegative: bool = False,
+                        zero_in_schedule: bool = False) -> BaseScheduler:
+        "Register `value` (a number or a scheduler) as parameter `name`, with its domain (see above); `ValueError` if it starts outside."
         if isinstance(value, BaseScheduler): scheduler = value
         elif is_real(value):
             if not math.isfinite(value): raise ValueError(f"{name} must be a finite number; got {value}")
+            if positive and not value > 0: raise ValueError(f"{name} must be positive; got {value}")
+            if nonnegative and not value >= 0: raise ValueError(f"{name} must be ≥ 0; got {value}")
             scheduler = ConstantScheduler(value)
         else: raise TypeError(f"{name} must be a number or a BaseScheduler; got {describe_type(value)} {value!r}")
-        if nonnegative and not scheduler.get_value() >= 0:
-            raise ValueError(f"{name} must be ≥ 0; got {scheduler.get_value()}")
-        if positive:
-            if scheduler is not value and not scheduler.get_value() > 0:
-                raise ValueError(f"{name} must be positive; got {scheduler.get_value()}")
-            if scheduler is value and not scheduler.get_value() >= 0:   # a schedule may pass through 0 (a temperature sweep)
-                raise ValueError(f"{name} must be ≥ 0 along its schedule; its current value is {scheduler.get_value()}")
+        domain = 'nonnegative' if nonnegative or (positive and zero_in_schedule) else 'positive' if positive else None
+        if domain is not None and not in_domain(scheduler.get_value(), domain):
+            raise ValueError(f"{name} must be {DOMAIN_WORDS[domain]} at every step; {scheduler!r} starts at {scheduler.get_value()}")
         self.register_scheduler(name, scheduler)
+        if domain is not None: self.parameter_domains[name] = domain
         return scheduler
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #d9915d19
@@ -237,7 +325,12 @@ def get_scheduled_value(self: Schedulable, name: str) -> float:
     "Current value of the scheduled parameter `name`."
     if name not in self.schedulers:
         raise KeyError(f"no scheduler named {name!r}; registered: {sorted(self.schedulers)}")
-    return self.schedulers[name].get_value()
+    scheduler = self.schedulers[name]
+    value, domain = scheduler.get_value(), getattr(self, 'parameter_domains', {}).get(name)
+    if domain is not None and self.checks_on_read and not in_domain(value, domain):   # a loss reads its parameters here at every step
+        raise ValueError(f"{name} must be {DOMAIN_WORDS[domain]} at every step; {scheduler!r} gives {value} "
+                         f"at step {scheduler.step_count}")
+    return value
 
 @patch
 def _schedulables(self: Schedulable):
@@ -263,13 +356,35 @@ def reset_schedulers(self: Schedulable) -> None:
     "Reset every scheduler in the subtree to step 0."
     for s in self.all_schedulers(): s.reset()
 
+# %% ../../nbs/00_core/01_schedulers.ipynb #b1a7c0e5
+@patch
+def check_schedules(self: Schedulable, n_steps: int, # steps of the coming run, ≥ 0
+                    from_reset: bool = False, # the run resets every scheduler first
+                   ) -> ScheduleGuard:
+    "`ValueError` naming the parameter if a known schedule leaves its domain in the next `n_steps` steps; a guard for the unknown ones."
+    n_steps, watched = check_int(n_steps, 'n_steps', minimum=0), []
+    for owner in self._schedulables():
+        for name, domain in getattr(owner, 'parameter_domains', {}).items():
+            scheduler = owner.schedulers.get(name)
+            values = None if scheduler is None else scheduler.upcoming_values(n_steps, from_reset)
+            if scheduler is not None and values is None:
+                watched.append((name, domain, scheduler))
+                values = [] if from_reset or not n_steps else [scheduler.get_value()]   # step 0 reads the current value
+            bad = next((k for k, v in enumerate(values or ()) if not in_domain(v, domain)), None)
+            if bad is not None:
+                raise ValueError(f"{name} must be {DOMAIN_WORDS[domain]} at every step of the run; {scheduler!r} gives "
+                                 f"{values[bad]} at step {bad} (n_steps={n_steps})")
+    return ScheduleGuard(watched)
+
 # %% ../../nbs/00_core/01_schedulers.ipynb #e8ad90dc
 def scheduled_parameter(name: str, # the parameter's name in `schedulers`
                         doc: str, # the property's docstring
                         *, positive: bool = False, # assignments must be > 0 (see `_register_param`)
                         nonnegative: bool = False, # assignments must be ≥ 0
+                        zero_in_schedule: bool = False, # with `positive`: a schedule may pass through 0, a number may not
                        ) -> property:
     "A property reading the current value of scheduled parameter `name` and registering a number or scheduler on assignment."
     def getter(self) -> float: return self.get_scheduled_value(name)
-    def setter(self, value) -> None: self._register_param(name, value, positive=positive, nonnegative=nonnegative)
+    def setter(self, value) -> None:
+        self._register_param(name, value, positive=positive, nonnegative=nonnegative, zero_in_schedule=zero_in_schedule)
     return property(getter, setter, doc=doc)

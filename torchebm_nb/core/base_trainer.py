@@ -4,6 +4,7 @@
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #9a3a3779
 from __future__ import annotations
+import copy
 import inspect
 import math
 import os
@@ -14,14 +15,15 @@ import torch
 from fastcore.basics import patch
 from torch import nn
 
-from .base_module import read_checkpoint, resolve_device, resolve_dtype, resolve_generator, restore_state
+from .base_module import check_model_kwargs, external_stacklevel, read_checkpoint, resolve_device, resolve_dtype, resolve_generator, restore_state
 from .base_sampler import BaseSampler
+from .mcmc import NONFINITE_POLICIES
 from .validation import check_bool, check_instance, check_int, check_real
 
 torch.set_float32_matmul_precision("high")
 
 # %% auto #0
-__all__ = ['BaseTrainer', 'ContrastiveDivergenceTrainer']
+__all__ = ['TRAINER_NONFINITE_POLICIES', 'BaseTrainer', 'ContrastiveDivergenceTrainer', 'DivergenceGuard']
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #6e1bb067
 def _unpack_batch(batch) -> Tuple[torch.Tensor, dict]:
@@ -37,6 +39,16 @@ def _unpack_batch(batch) -> Tuple[torch.Tensor, dict]:
             return batch[key], {k: v for k, v in batch.items() if k != key}
     raise TypeError("a batch must be a tensor, a (data, condition) pair, or a dict with an 'x' or 'data' tensor; "
                     f"got {type(batch).__name__}")
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #67344ee5
+TRAINER_NONFINITE_POLICIES = NONFINITE_POLICIES[:2] + ('skip',) + NONFINITE_POLICIES[2:]   # ('warn', 'raise', 'skip', 'ignore')
+
+def _check_trainer_policy(policy: Any) -> str:
+    "`policy` if it is one of TRAINER_NONFINITE_POLICIES; else TypeError (not a str) or ValueError."
+    check_instance(policy, 'nonfinite_policy', str, f"one of {TRAINER_NONFINITE_POLICIES}")
+    if policy not in TRAINER_NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite_policy must be one of {TRAINER_NONFINITE_POLICIES}; got {policy!r}")
+    return policy
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #44a3414b
 class BaseTrainer:
@@ -54,35 +66,66 @@ class BaseTrainer:
                  generator: Union[torch.Generator, int, None] = None, # RNG passed to the loss (addition)
                  progress: bool = True, # show a tqdm progress bar (addition)
                  max_grad_norm: Optional[float] = None, # clip the gradient norm before each step (addition)
+                 nonfinite_policy: str = 'warn', # a non-finite step: 'warn' and skip it, 'raise', 'skip' and restore, 'ignore' (addition)
                 ):
         check_instance(model, 'model', nn.Module, 'an nn.Module instance')
         check_instance(optimizer, 'optimizer', torch.optim.Optimizer, 'a torch.optim.Optimizer instance')
         check_instance(loss_fn, 'loss_fn', nn.Module, 'callable (an nn.Module loss)', allow_callable=True)
         self.grad_accum_steps = check_int(grad_accum_steps, 'grad_accum_steps', minimum=1)
+        self.nonfinite_policy = _check_trainer_policy(nonfinite_policy)
+        self.max_grad_norm = None if max_grad_norm is None else check_real(max_grad_norm, 'max_grad_norm', minimum=0, strict_minimum=True)
         device = resolve_device(device) or torch.device('cuda' if torch.cuda.is_available() else 'cpu')
         self.device, self.dtype = device, resolve_dtype(dtype)
         self.model = model.to(device=device, dtype=self.dtype)
         self.loss_fn = loss_fn.to(device) if isinstance(loss_fn, nn.Module) else loss_fn
-        self.optimizer = optimizer
-        self.callbacks = list(callbacks or [])
-        check_bool(use_mixed_precision, 'use_mixed_precision')
-        if use_mixed_precision and device.type != 'cuda':
-            warnings.warn(f"mixed precision needs CUDA; training on {device} in full precision", UserWarning, stacklevel=2)
-            use_mixed_precision = False
-        self.use_mixed_precision = use_mixed_precision
-        self.scaler = torch.cuda.amp.GradScaler() if use_mixed_precision else None
-        self.ema = None
-        if ema_decay is not None:
-            from torchebm_nb.utils.ema import EMA   # utils sits above core in the layering
-            self.ema = EMA(self.model, decay=ema_decay)
+        self.optimizer, self.callbacks = optimizer, list(callbacks or [])
+        self._setup_precision_and_ema(check_bool(use_mixed_precision, 'use_mixed_precision'), ema_decay)
         self.generator = resolve_generator(generator if generator is not None else torch.Generator().seed() % 2**63, device)
         self.progress = bool(progress)
-        self.max_grad_norm = None if max_grad_norm is None else check_real(max_grad_norm, 'max_grad_norm', minimum=0, strict_minimum=True)
-        self.global_step = 0         # optimiser steps taken
-        self.epoch = 0               # epochs completed
-        self._micro = 0              # micro-batches since the last optimiser step
+        self.global_step, self.epoch, self._micro = 0, 0, 0   # optimiser steps taken, epochs completed, micro-batches since the last step
+        self._group = {}                                       # the pending step's non-finite flag, loss sum, snapshot
+        self._reset_epoch_progress()
         takes = inspect.signature(self.loss_fn.forward if isinstance(self.loss_fn, nn.Module) else self.loss_fn).parameters
         self._loss_takes_generator = 'generator' in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values())
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #20758118
+@patch
+def _setup_precision_and_ema(self: BaseTrainer, use_mixed_precision: bool, ema_decay: Optional[float]) -> None:
+    "Mixed precision (CUDA only: elsewhere a warning and full precision) and the EMA of the weights."
+    if use_mixed_precision and self.device.type != 'cuda':
+        warnings.warn(f"mixed precision needs CUDA; training on {self.device} in full precision", UserWarning, stacklevel=3)
+        use_mixed_precision = False
+    self.use_mixed_precision = use_mixed_precision
+    self.scaler = torch.cuda.amp.GradScaler() if use_mixed_precision else None
+    self.ema = None
+    if ema_decay is not None:
+        from torchebm_nb.utils.ema import EMA   # utils sits above core in the layering
+        self.ema = EMA(self.model, decay=ema_decay)
+
+@patch
+def _loss_counter(self: BaseTrainer) -> Optional[torch.Tensor]:
+    "The loss's own count of non-finite values (`nonfinite_count`, a 0-d tensor), if it keeps one."
+    count = getattr(self.loss_fn, 'nonfinite_count', None)
+    return count if torch.is_tensor(count) else None
+
+@patch
+def _reset_epoch_progress(self: BaseTrainer) -> None:
+    "Start an epoch's bookkeeping: batches done, metric sums, counters (nonfinite_steps; the loss's nonfinite_count)."
+    self._epoch_batches, self._epoch_sums, self.epoch_counts = 0, {}, {}
+    if self.nonfinite_policy != 'ignore': self.epoch_counts['nonfinite_steps'] = 0
+    if self._loss_counter() is not None: self.epoch_counts['nonfinite_count'] = 0
+
+@patch
+def count(self: BaseTrainer, name: str, # the history key
+          amount: Union[int, torch.Tensor] = 1, # an int, or a 0-d tensor (left on its device: no sync)
+         ) -> None:
+    "Add `amount` to this epoch's counter `name`; counters enter the history as per-epoch sums (callbacks may add their own)."
+    self.epoch_counts[name] = self.epoch_counts.get(name, 0) + amount
+
+@patch(as_prop=True)
+def pending_micro_batches(self: BaseTrainer) -> int:
+    "Micro-batches back-propagated since the last optimiser step (0 right after a step)."
+    return self._micro
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #74741376
 @patch
@@ -113,56 +156,144 @@ def compute_loss(self: BaseTrainer, x: torch.Tensor, model_kwargs: dict) -> Dict
     return {'loss': out[0] if isinstance(out, (tuple, list)) else out}
 
 @patch
-def _optimizer_step(self: BaseTrainer) -> None:
-    if self.scaler is not None: self.scaler.unscale_(self.optimizer)
-    if self.max_grad_norm is not None: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-    if self.scaler is not None: self.scaler.step(self.optimizer); self.scaler.update()
-    else: self.optimizer.step()
-    self.optimizer.zero_grad(set_to_none=True)
-    if self.ema is not None: self.ema.update(self.model)
-    self.global_step += 1
-    self._micro = 0
-
-@patch
 def train_step(self: BaseTrainer, batch, # a tensor, (data, condition) or a dict
                model_kwargs: Optional[dict] = None, # extra conditioning merged with the batch's
               ) -> Dict[str, torch.Tensor]:
     "One micro-batch: forward, backward (scaled by 1/grad_accum_steps), and an optimiser step every grad_accum_steps."
     x, cond = _unpack_batch(batch)
-    cond = {**cond, **(model_kwargs or {})}
+    cond = {**cond, **check_model_kwargs(model_kwargs)}
     x = x.to(self.device, non_blocking=True)
     if x.is_floating_point(): x = x.to(self.dtype)
     cond = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in cond.items()}
     self.model.train()
     if isinstance(self.loss_fn, nn.Module): self.loss_fn.train()
+    if self._micro == 0 and self.nonfinite_policy == 'skip': self._group['snapshot'] = self._loss_snapshot()
+    counter = self._loss_counter()
+    before = None if counter is None else counter.clone()
     if self.use_mixed_precision:
         with torch.autocast('cuda'): metrics = self.compute_loss(x, cond)
     else: metrics = self.compute_loss(x, cond)
+    self._watch_micro_batch(metrics['loss'].detach(), before)
     loss = metrics['loss'] / self.grad_accum_steps
     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
     self._micro += 1
     if self._micro >= self.grad_accum_steps: self._optimizer_step()
     return {k: v.detach() for k, v in metrics.items()}
 
+# %% ../../nbs/00_core/10_base_trainer.ipynb #d33031d0
+@patch
+def _watch_micro_batch(self: BaseTrainer, loss: torch.Tensor, # the micro-batch's loss (detached)
+                       before: Optional[torch.Tensor], # the loss's nonfinite_count before the call (None: it keeps none)
+                      ) -> None:
+    "Fold a micro-batch into the pending step's non-finite flag and the epoch's counts, on the device (no sync)."
+    replaced = None if before is None else self._loss_counter() - before
+    if replaced is not None: self.count('nonfinite_count', replaced)
+    if self.nonfinite_policy == 'ignore': return
+    bad = ~torch.isfinite(loss)
+    if replaced is not None: bad = bad | (replaced.to(bad.device) > 0)
+    group, loss = self._group, loss.float()
+    group['bad'] = bad if 'bad' not in group else group['bad'] | bad
+    group['loss'] = loss if 'loss' not in group else group['loss'] + loss
+    if replaced is not None: group['replaced'] = replaced if 'replaced' not in group else group['replaced'] + replaced
+
+@patch
+def _optimizer_step(self: BaseTrainer) -> None:
+    "Unscale, check the step (per `nonfinite_policy`), clip, step, update the EMA, zero the gradients."
+    if self.scaler is not None: self.scaler.unscale_(self.optimizer)
+    if self.nonfinite_policy == 'ignore' or self._step_is_finite():
+        if self.max_grad_norm is not None: torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        if self.scaler is not None: self.scaler.step(self.optimizer); self.scaler.update()
+        else: self.optimizer.step()
+        if self.ema is not None: self.ema.update(self.model)
+    elif self.scaler is not None: self.scaler.update()
+    self.optimizer.zero_grad(set_to_none=True)
+    self.global_step += 1
+    self._micro, self._group = 0, {}
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #ea03618b
+@patch
+def _step_is_finite(self: BaseTrainer) -> bool:
+    "Whether the pending step's losses and gradients are finite (one fused flag, one host sync); if not, act per the policy."
+    grads = [p.grad for group in self.optimizer.param_groups for p in group['params'] if p.grad is not None]
+    bad = self._group.get('bad')
+    if grads and self.scaler is None:   # under a GradScaler, inf/NaN gradients are its business: it skips such steps itself
+        grads_bad = ~torch.stack(torch._foreach_norm(grads)).isfinite().all()
+        bad = grads_bad if bad is None else bad | grads_bad.to(bad.device)
+    if bad is None or not bad.item(): return True   # the one host synchronisation of the step
+    message = self._nonfinite_message()
+    if self.nonfinite_policy == 'raise':
+        self.optimizer.zero_grad(set_to_none=True)
+        self._micro, self._group = 0, {}
+        raise FloatingPointError(message)
+    if self.nonfinite_policy == 'skip': self._restore_loss_snapshot(self._group.get('snapshot'))
+    else: warnings.warn(message + " Pass nonfinite_policy='skip' to also undo what the step wrote into the loss's state "
+                        "(a replay buffer), or 'raise' to stop.", RuntimeWarning, stacklevel=external_stacklevel())
+    self.count('nonfinite_steps')
+    return False
+
+@patch
+def _nonfinite_message(self: BaseTrainer) -> str:
+    "What was non-finite in the pending step, by name (built only when its flag is set)."
+    names = {id(p): name for name, p in self.model.named_parameters()}
+    params = [p for group in self.optimizer.param_groups for p in group['params'] if p.grad is not None]
+    group, parts = self._group, []
+    if 'loss' in group: parts.append(f"loss {(group['loss'] / max(self._micro, 1)).item():.4g}")
+    replaced = int(group.get('replaced', 0))
+    if replaced: parts.append(f"the loss replaced {replaced} non-finite value(s) by its fallback (its nonfinite_count)")
+    bad = [names.get(id(p), f'parameter {i}') for i, p in enumerate(params) if not torch.isfinite(p.grad).all()]
+    if bad: parts.append(f"non-finite gradients in {', '.join(bad[:5])}{' …' if len(bad) > 5 else ''}")
+    return (f"{type(self).__name__}: optimiser step {self.global_step + 1} (epoch {self.epoch + 1}, {self._micro} micro-batch(es)) "
+            f"is non-finite: {'; '.join(parts)}. The weights were not updated (nonfinite_policy={self.nonfinite_policy!r}).")
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #2e7edcaf
+def _persistent_buffers(module: nn.Module, clone: bool = True) -> Dict[str, torch.Tensor]:
+    "The tensors of `module.state_dict()` that are not parameters (its persistent buffers), cloned when `clone`."
+    params = {name for name, _ in module.named_parameters()}
+    return {k: (v.detach().clone() if clone else v) for k, v in module.state_dict().items() if k not in params and torch.is_tensor(v)}
+
+@patch
+def _loss_snapshot(self: BaseTrainer) -> Dict[str, Dict[str, torch.Tensor]]:
+    "Copies of what a step's forward passes may change before the optimiser runs: the loss's buffers (a replay buffer), the model's."
+    return {attr: _persistent_buffers(getattr(self, attr)) for attr in ('loss_fn', 'model') if isinstance(getattr(self, attr), nn.Module)}
+
+@patch
+def _restore_loss_snapshot(self: BaseTrainer, snapshot: Optional[Dict[str, Dict[str, torch.Tensor]]]) -> None:
+    "Put the buffers of `_loss_snapshot` back; a buffer created since (the first PCD call's replay buffer) becomes None again."
+    for attr, saved in (snapshot or {}).items():
+        module = getattr(self, attr)
+        for name in set(_persistent_buffers(module, clone=False)) | set(saved):
+            owner, _, leaf = name.rpartition('.')
+            (module.get_submodule(owner) if owner else module)._buffers[leaf] = saved[name].clone() if name in saved else None
+
 # %% ../../nbs/00_core/10_base_trainer.ipynb #ceeee9a5
 @patch
 def train_epoch(self: BaseTrainer, dataloader: Iterable, # yields batches
                ) -> Dict[str, float]:
-    "One pass over `dataloader`; returns the epoch's mean of every metric (one host sync, at the end)."
-    totals, n = {}, 0
+    "One pass over `dataloader`: the epoch's mean of every metric and its counters (one host sync, at the end)."
+    seen, yielded = self._epoch_batches, 0   # seen > 0: resumed mid-epoch, so the first `seen` batches are drawn and skipped
     batches = dataloader
     if self.progress:
         from tqdm.auto import tqdm
         batches = tqdm(dataloader, desc=f"epoch {self.epoch + 1}", leave=False)
     for i, batch in enumerate(batches):
+        yielded = i + 1
+        if i < seen: continue
         self.on_batch_start(i)
         metrics = self.train_step(batch)
-        for k, v in metrics.items(): totals[k] = totals[k] + v if k in totals else v.clone()
-        n += 1
+        sums = self._epoch_sums
+        for k, v in metrics.items(): sums[k] = sums[k] + v if k in sums else v.clone()
+        self._epoch_batches = i + 1
         self.on_batch_end(i, metrics)
+    if yielded < seen:
+        raise ValueError(f"dataloader yielded {yielded} batches, but this epoch was resumed after batch {seen}: "
+                         "give the resumed run the same batches in the same order")
     if self._micro: self._optimizer_step()      # a partial accumulation group at the end of the epoch
+    n = self._epoch_batches
     if n == 0: raise ValueError("the dataloader yielded no batches")
-    return {k: (v / n).item() for k, v in totals.items()}
+    result = {k: (v / n).item() for k, v in self._epoch_sums.items()}
+    result.update({k: int(v) for k, v in self.epoch_counts.items()})
+    self._reset_epoch_progress()
+    return result
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #813c3bcb
 @patch
@@ -189,17 +320,24 @@ def train(self: BaseTrainer, dataloader: Iterable, # yields batches each epoch
 
 # %% ../../nbs/00_core/10_base_trainer.ipynb #42b0d05f
 _CHECKPOINT_KEYS = ('model', 'optimizer', 'loss_fn', 'ema', 'scaler', 'global_step', 'epoch', 'micro', 'generator')
+# written only when they hold something (and absent from older files): 'grads' (gradients accumulated since the last
+# optimiser step) when saved mid-accumulation, 'progress' (the epoch so far) when saved mid-epoch
 
 @patch
 def state_dict(self: BaseTrainer) -> Dict[str, Any]:
-    "Everything needed to resume exactly."
+    "Everything needed to resume exactly, after any micro-batch: with the gradients accumulated so far and the epoch's progress."
     unwrap = lambda m: getattr(m, 'module', m)
-    return {'model': unwrap(self.model).state_dict(), 'optimizer': self.optimizer.state_dict(),
+    state = {'model': unwrap(self.model).state_dict(), 'optimizer': self.optimizer.state_dict(),
             'loss_fn': self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else None,
             'ema': self.ema.state_dict() if self.ema is not None else None,
             'scaler': self.scaler.state_dict() if self.scaler is not None else None,
             'global_step': self.global_step, 'epoch': self.epoch, 'micro': self._micro,
             'generator': self.generator.get_state()}
+    if self._micro: state['grads'] = [p.grad for group in self.optimizer.param_groups for p in group['params']]
+    if self._epoch_batches or self._group:
+        state['progress'] = {'batches': self._epoch_batches, 'sums': dict(self._epoch_sums), 'counts': dict(self.epoch_counts),
+                             'group': dict(self._group)}
+    return state
 
 @patch
 def save_checkpoint(self: BaseTrainer, path: Union[str, os.PathLike], # file to write (parent folders are created)
@@ -218,17 +356,50 @@ def load_checkpoint(self: BaseTrainer, path: Union[str, os.PathLike], # a file w
     "Restore the state saved at `path`; returns the checkpoint dict. A file that is unreadable, incomplete or does not fit is a `ValueError` naming it."
     state = read_checkpoint(path, required=_CHECKPOINT_KEYS, writer='BaseTrainer.save_checkpoint',
                             map_location=self.device, weights_only=False)
+    self.load_state_dict(state, source=path)
+    return state
+
+@patch
+def load_state_dict(self: BaseTrainer, state: Dict[str, Any], # from `state_dict()` (or a checkpoint file); 'grads' and 'progress' optional
+                    source: Union[str, os.PathLike] = 'state_dict', # names the state in error messages (a file's path)
+                   ) -> None:
+    "Restore model, optimiser, loss, EMA, scaler, counters, generator, and (when present) accumulated gradients and epoch progress."
     if not isinstance(state['generator'], torch.Tensor):
-        raise ValueError(f"{os.fspath(path)!r}: its 'generator' entry is a {type(state['generator']).__name__}, not a generator state")
-    restore_state(getattr(self.model, 'module', self.model), state['model'], 'model', path)
-    restore_state(self.optimizer, state['optimizer'], 'optimizer', path)
+        raise ValueError(f"{os.fspath(source)!r}: its 'generator' entry is a {type(state['generator']).__name__}, not a generator state")
+    restore_state(getattr(self.model, 'module', self.model), state['model'], 'model', source)
+    restore_state(self.optimizer, state['optimizer'], 'optimizer', source)
     if state['loss_fn'] is not None and isinstance(self.loss_fn, nn.Module):
-        restore_state(self.loss_fn, state['loss_fn'], 'loss_fn', path, load=self._restore_loss_state)
-    if state['ema'] is not None and self.ema is not None: restore_state(self.ema, state['ema'], 'ema', path)
-    if state['scaler'] is not None and self.scaler is not None: restore_state(self.scaler, state['scaler'], 'scaler', path)
+        restore_state(self.loss_fn, state['loss_fn'], 'loss_fn', source, load=self._restore_loss_state)
+    if state['ema'] is not None and self.ema is not None: restore_state(self.ema, state['ema'], 'ema', source)
+    if state['scaler'] is not None and self.scaler is not None: restore_state(self.scaler, state['scaler'], 'scaler', source)
     self.global_step, self.epoch, self._micro = state['global_step'], state['epoch'], state['micro']
     self.generator.set_state(state['generator'].cpu() if self.generator.device.type == 'cpu' else state['generator'])
-    return state
+    self._restore_grads(state.get('grads'), state['micro'], source)
+    progress = state.get('progress') or {}   # none: saved at an epoch's start or end
+    self._reset_epoch_progress()
+    self._epoch_batches = progress.get('batches', 0)
+    self._epoch_sums.update(progress.get('sums', {})); self.epoch_counts.update(progress.get('counts', {}))
+    self._group = dict(progress.get('group', {}))
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #3817f0b8
+@patch
+def _restore_grads(self: BaseTrainer, grads: Optional[List[Optional[torch.Tensor]]], # the saved 'grads' (None: not saved)
+                   micro: int, # micro-batches of the pending step when it was saved
+                   source: Union[str, os.PathLike], # names the state in messages
+                  ) -> None:
+    "Put the gradients accumulated before the save back (a file from before they were saved warns if it was mid-accumulation)."
+    params = [p for group in self.optimizer.param_groups for p in group['params']]
+    if grads is None and not micro: grads = [None] * len(params)   # saved right after an optimiser step: no gradients
+    if grads is None:
+        if micro: warnings.warn(f"{os.fspath(source)!r} was saved {micro} micro-batch(es) into a gradient-accumulation group "
+                                "without their gradients (an older file): the resumed step will lack them", UserWarning, stacklevel=3)
+        return
+    if len(grads) != len(params):
+        raise ValueError(f"{os.fspath(source)!r}: its 'grads' entry holds {len(grads)} gradients; the optimiser has {len(params)} parameters")
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g is not None and g.shape != p.shape:
+            raise ValueError(f"{os.fspath(source)!r}: its 'grads' entry {i} has shape {tuple(g.shape)}; the parameter has {tuple(p.shape)}")
+    for p, g in zip(params, grads): p.grad = None if g is None else g.detach().to(device=p.device, dtype=p.dtype).clone()
 
 @patch
 def _restore_loss_state(self: BaseTrainer, loss_state: Dict[str, Any]) -> None:
@@ -253,15 +424,15 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
                  dtype: torch.dtype = torch.float32, # dtype of the model
                  use_mixed_precision: bool = False, # autocast + GradScaler (CUDA only)
                  grad_accum_steps: int = 1, # batches per optimiser step
-                 **kwargs, # BaseTrainer additions: callbacks, ema_decay, generator, progress, max_grad_norm
+                 **kwargs, # BaseTrainer additions: callbacks, ema_decay, generator, progress, max_grad_norm, nonfinite_policy
                 ):
         from torchebm_nb.losses.contrastive_divergence import ContrastiveDivergence   # losses sit above core
         learning_rate = check_real(learning_rate, 'learning_rate')
         if learning_rate <= 0: raise ValueError(f"learning_rate must be positive; got {learning_rate}")
         if optimizer is None: optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
         device = resolve_device(device) or torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-        loss_fn = ContrastiveDivergence(model, sampler, k_steps=k_steps, persistent=persistent, buffer_size=buffer_size,
-                                        dtype=dtype, device=device)
+        model.to(device=device, dtype=resolve_dtype(dtype))   # as BaseTrainer would, before the loss reads the model's placement
+        loss_fn = ContrastiveDivergence(model, sampler, k_steps=k_steps, persistent=persistent, buffer_size=buffer_size)
         super().__init__(model, optimizer, loss_fn, device=device, dtype=dtype, use_mixed_precision=use_mixed_precision,
                          grad_accum_steps=grad_accum_steps, **kwargs)
         self.sampler = sampler
@@ -273,3 +444,72 @@ class ContrastiveDivergenceTrainer(BaseTrainer):
         if energies is None:                                      # a loss that does not record them: evaluate again
             with torch.no_grad(): energies = (self.model(x, **model_kwargs).mean(), self.model(negatives, **model_kwargs).mean())
         return {'loss': loss, 'pos_energy': energies[0], 'neg_energy': energies[1]}
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #332ecb28
+class DivergenceGuard:
+    "A callback that rolls training back to its last good state, with a new seed, when the loss or the energy gap blows up."
+    def __init__(self, max_loss: float = 1e6, # |loss| above this, or a non-finite loss, is a divergence
+                 max_energy_gap: float = 1e4, # |mean E(x⁺) − mean E(x⁻)| above this (or non-finite) is one (when reported)
+                 check_every: int = 50, # optimiser steps between checks; a passing check keeps a copy of the state in memory
+                 max_rollbacks: int = 3, # consecutive rollbacks after which training stops with a RuntimeError
+                ):
+        self.max_loss = check_real(max_loss, 'max_loss', minimum=0, strict_minimum=True)
+        self.max_energy_gap = check_real(max_energy_gap, 'max_energy_gap', minimum=0, strict_minimum=True)
+        self.check_every = check_int(check_every, 'check_every', minimum=1)
+        self.max_rollbacks = check_int(max_rollbacks, 'max_rollbacks', minimum=0)
+        self.rollbacks, self.consecutive = 0, 0          # all rollbacks; rollbacks since the last passing check
+        self._good, self._good_step, self._worst = None, 0, None
+
+    def on_train_start(self, trainer):
+        if self._good is None: self._keep(trainer)
+
+    def on_epoch_start(self, trainer, epoch): trainer.count('rollbacks', 0)   # a 'rollbacks' entry for every epoch
+
+    def on_batch_end(self, trainer, batch_index, metrics):
+        loss = metrics['loss'].detach().float().abs()
+        gap = (metrics['pos_energy'] - metrics['neg_energy']).detach().float().abs() if 'neg_energy' in metrics else torch.zeros_like(loss)
+        worst = torch.stack([loss, gap.to(loss.device)])
+        self._worst = worst if self._worst is None else torch.maximum(self._worst, worst)   # NaN sticks
+        if trainer.pending_micro_batches == 0 and trainer.global_step % self.check_every == 0: self.check(trainer)
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #709bbe29
+@patch
+def check(self: DivergenceGuard, trainer: BaseTrainer, # the trainer being guarded
+         ) -> bool: # whether the run was healthy (False: it was rolled back)
+    "Compare the worst |loss| and |gap| since the last check with the thresholds (one host sync): keep the state, or roll back."
+    if self._worst is None: return True
+    loss, gap = self._worst.tolist()
+    self._worst = None
+    if loss <= self.max_loss and gap <= self.max_energy_gap:   # False for NaN
+        self._keep(trainer); self.consecutive = 0
+        return True
+    self._roll_back(trainer, loss, gap)
+    return False
+
+@patch
+def _keep(self: DivergenceGuard, trainer: BaseTrainer) -> None:
+    "An in-memory copy of the trainer's state (model, optimiser, loss with its replay buffer, EMA, scaler, generator)."
+    self._good = copy.deepcopy({k: v for k, v in trainer.state_dict().items() if k not in ('grads', 'progress')})
+    self._good_step = trainer.global_step
+
+# %% ../../nbs/00_core/10_base_trainer.ipynb #56a260c0
+@patch
+def _roll_back(self: DivergenceGuard, trainer: BaseTrainer, loss: float, gap: float) -> None:
+    "Restore the kept state (the step counters and the epoch's progress go on), reseed the generator, count, warn or give up."
+    self.consecutive += 1; self.rollbacks += 1
+    state = {**self._good, 'global_step': trainer.global_step, 'epoch': trainer.epoch, 'micro': 0,
+             'generator': trainer.generator.get_state(), 'progress': trainer.state_dict().get('progress')}
+    trainer.load_state_dict(copy.deepcopy(state), source='DivergenceGuard')   # a copy: the kept state may serve again
+    seed = int(torch.randint(0, 2**62, (1,), generator=trainer.generator, device=trainer.generator.device))
+    trainer.generator.manual_seed(seed)   # drawn from the generator's state at the divergence: a seeded run stays reproducible
+    trainer.count('rollbacks')
+    what = [f"|loss| reached {loss:.4g} (max_loss={self.max_loss:g})"] if not loss <= self.max_loss else []
+    if not gap <= self.max_energy_gap: what.append(f"|mean E(data) − mean E(negatives)| reached {gap:.4g} (max_energy_gap={self.max_energy_gap:g})")
+    where = f"between optimiser steps {self._good_step} and {trainer.global_step} ({'; '.join(what)})"
+    if self.consecutive > self.max_rollbacks:
+        raise RuntimeError(f"DivergenceGuard: training diverged {self.consecutive} times in a row, last {where}; giving up "
+                           f"(max_rollbacks={self.max_rollbacks}). The trainer holds the state after step {self._good_step}: "
+                           "lower the learning rate or the sampler's step size, or raise the thresholds.")
+    warnings.warn(f"DivergenceGuard: training diverged {where}; rolled back to the state after step {self._good_step} "
+                  f"and reseeded the generator with {seed} (rollback {self.consecutive} in a row of at most {self.max_rollbacks}).",
+                  RuntimeWarning, stacklevel=external_stacklevel())

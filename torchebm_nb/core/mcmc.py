@@ -20,7 +20,7 @@ from fastcore.basics import patch
 from torch import nn
 
 from .base_integrator import clamp_force
-from .base_module import external_stacklevel
+from .base_module import check_model_kwargs, external_stacklevel
 from .base_scheduler import ConstantScheduler
 from .validation import check_bool, check_int
 
@@ -46,7 +46,8 @@ def autograd_gradient(model: nn.Module, # an energy x ↦ E(x) of shape (B,)
     "∇ₓ Σᵢ E(xᵢ) by autograd, for energies without a `gradient` method."
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(model(x, **(model_kwargs or {})).sum(), x)
+        kwargs = model_kwargs if type(model_kwargs) is dict else check_model_kwargs(model_kwargs)   # a dict passes free
+        (g,) = torch.autograd.grad(model(x, **kwargs).sum(), x)
     return g
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #e8501e70
@@ -56,6 +57,9 @@ class ChainContext:
     model: nn.Module                                           # the energy E: model(x, **model_kwargs) -> (B,)
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # conditioning passed to every evaluation of the model
     generator: Optional[torch.Generator] = None                # source of every random draw of the run
+
+    def __post_init__(self):   # frozen: set through object.__setattr__
+        object.__setattr__(self, 'model_kwargs', check_model_kwargs(self.model_kwargs))
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         "E(x), shape (B,)."
@@ -435,19 +439,21 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
     policy = _check_policy(sampler.nonfinite_policy if nonfinite_policy is None else nonfinite_policy)
     every = check_int(sampler.nonfinite_check_every, 'nonfinite_check_every')
     if reset_schedulers: sampler.reset_schedulers()
+    check = getattr(sampler, 'check_schedules', None)   # every schedule over the whole run, before the model is evaluated
+    guard = check(n_steps) if check is not None else None
     state, params = sampler.init(x, ctx), sampler.current_params()
     path = accelerated_path(sampler, params, state.x, ctx, whole_chain=callback is None)
     recorder = ChainRecorder(state.x, n_steps // thin, return_trajectory, return_diagnostics, sampler.diagnostic_keys)
     monitor = _convergence_monitor(sampler, state, n_steps, ctx, params, path, check_convergence)
     run = _run_whole_chain if getattr(path, 'whole_chain', False) else _run_steps
-    state, bad = run(sampler, state, n_steps, thin, ctx, recorder, every, path, callback, monitor)
+    state, bad = run(sampler, state, n_steps, thin, ctx, recorder, every, path, callback, monitor, guard)
     if n_steps: report_nonfinite(type(sampler).__name__, bad, every, n_steps, state.x.shape[0], policy)
     if monitor is not None: report_unconverged(sampler, monitor.result(state, ctx))
     return recorder.result(state.x)
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #e7f9d84e
 def _run_steps(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recorder: ChainRecorder, every: int,
-               path, callback, monitor: Optional[ConvergenceMonitor] = None) -> Tuple[Any, torch.Tensor]:
+               path, callback, monitor: Optional[ConvergenceMonitor] = None, guard=None) -> Tuple[Any, torch.Tensor]:
     "The step loop: parameters read, step taken, schedulers advanced, kept steps recorded, non-finite chains counted."
     step = path.step if path is not None and not getattr(path, 'whole_chain', False) else sampler.step
     schedulers = sampler.all_schedulers()
@@ -457,6 +463,7 @@ def _run_steps(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recor
         state, info = step(state, sampler.current_params(), ctx)
         for s in schedulers: s.step()
         done = i + 1
+        if guard and done < n_steps: guard.check(done)   # schedules with no closed form: the value the next step reads
         if info.nonfinite is not None: window = info.nonfinite if window is None else window | info.nonfinite
         if recorder.active and done % thin == 0:
             recorder.record(done // thin - 1, state.x, _energy_or_model(state, ctx), info.acceptance)
@@ -470,12 +477,13 @@ def _run_steps(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recor
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #1d974639
 def _run_whole_chain(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recorder: ChainRecorder, every: int,
-                     path, callback, monitor: Optional[ConvergenceMonitor] = None) -> Tuple[Any, torch.Tensor]:
+                     path, callback, monitor: Optional[ConvergenceMonitor] = None, guard=None) -> Tuple[Any, torch.Tensor]:
     "Drive a whole-chain path: every step's parameters first, then one `run` per recorded step (or one in all, split at mid-run for the convergence check)."
     schedule, schedulers = [], sampler.all_schedulers()
-    for _ in range(n_steps):   # the values the step loop would read at each step, in the same order
+    for k in range(n_steps):   # the values the step loop would read at each step, in the same order
         schedule.append(sampler.current_params())
         for s in schedulers: s.step()
+        if guard and k + 1 < n_steps: guard.check(k + 1)
     segment, done = (thin if recorder.active else max(n_steps, 1)), 0
     mid = monitor.mid if monitor is not None else -1
     while done < n_steps:

@@ -29,7 +29,7 @@ class IndependentCoupling(BaseCoupling):
               ) -> CouplingResult: # `(x0, x1)`, the same tensors
         "Pair `x0[i]` with `x1[i]`."
         x1 = self._require_x1(x1)
-        self._check_batch(x0, x1)
+        self._check_pair(x0, x1)
         return CouplingResult(x0, x1)
 
 # %% ../../nbs/35_couplings/00_couplings.ipynb #3188c2c9

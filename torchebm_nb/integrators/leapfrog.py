@@ -65,7 +65,7 @@ class LeapfrogIntegrator(BaseSymplecticIntegrator):
 @patch
 def _run(self: LeapfrogIntegrator, state, step_size, n_steps: int, mass, drift, safe: bool) -> Dict[str, torch.Tensor]:
     drift = self._require_drift(drift)
-    x, p = state["x"], state["p"]
+    x, p = self._state_tensors(state, ('x', 'p'), ('force',))   # shapes only: no device read
     h = _step_pair(step_size, x)[0]
     inv_m = _inverse_mass(mass, x)
     half, move = 0.5 * h, h * inv_m                   # Python floats unless a tensor was given
@@ -131,7 +131,7 @@ class GeneralisedLeapfrogIntegrator(BaseSymplecticIntegrator):
 def _run(self: GeneralisedLeapfrogIntegrator, state, step_size, n_steps: int, force, velocity, safe: bool) -> Dict[str, torch.Tensor]:
     force = self._require_callable(force, 'force', "force=lambda x, p, t: -dH/dx (a callable force(x, p, t))")
     velocity = self._require_callable(velocity, 'velocity', "velocity=lambda x, p, t: dH/dp (a callable velocity(x, p, t))")
-    x, p = state["x"], state["p"]
+    x, p = self._state_tensors(state, ('x', 'p'))
     half = 0.5 * _step_pair(step_size, x)[0]
     t = self._batch_time(None, x)
     F = (lambda x_, p_: self.safe_force(force(x_, p_, t))) if safe else (lambda x_, p_: force(x_, p_, t))

@@ -12,9 +12,9 @@ from fastcore.basics import patch
 
 from ..core.base_coupling import BaseCoupling
 from ..core.base_interpolant import BaseInterpolant
-from ..core.base_loss import BaseInterpolantLoss, dtensor_parameters
+from ..core.base_loss import BaseInterpolantLoss, check_sampler_model, dtensor_parameters
 from ..core.base_model import BaseModel
-from ..core.base_module import patch_override, resolve_generator
+from ..core.base_module import check_batch, check_model_kwargs, patch_override, resolve_generator
 from ..core.base_sampler import BaseSampler
 from ..core.base_scheduler import BaseScheduler, ConstantScheduler, TemperatureScheduler, scheduled_parameter
 from ..core.mcmc import no_convergence_check
@@ -73,6 +73,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
             sampler = LangevinDynamics(model, step_size=self.langevin_dt, noise_scale=1.0, dtype=self.dtype, device=self.device)
         elif not isinstance(sampler, BaseSampler) or 'noise_scale' not in sampler.get_schedulers():
             raise TypeError(f"sampler must be a sampler with a noise_scale (e.g. LangevinDynamics); got {describe_type(sampler)}")
+        else: check_sampler_model(sampler, model)   # negatives from this potential, not another object's
         self.sampler = sampler
         self.sigma, self.lambda_cd = sigma, lambda_cd
 
@@ -83,7 +84,7 @@ class EnergyMatchingLoss(BaseInterpolantLoss):
 
     def __repr__(self):
         return (f"EnergyMatchingLoss(model={type(self.model).__name__}, coupling={type(self.coupling).__name__}, "
-                f"interpolant={type(self.interpolant).__name__}, sigma={self.sigma:g}, lambda_cd={self.lambda_cd:g}, "
+                f"interpolant={type(self.interpolant).__name__}, sigma={self.schedulers['sigma'].get_value():g}, lambda_cd={self.schedulers['lambda_cd'].get_value():g}, "
                 f"epsilon_max={self.epsilon_max:g}, tau_star={self.tau_star:g})")
 
 # %% ../../nbs/40_losses/05_energy_matching.ipynb #60d0cdb2
@@ -94,7 +95,7 @@ def training_losses(self: EnergyMatchingLoss, x1: torch.Tensor, # data (B, *S)
                     generator: Optional[torch.Generator] = None, # RNG of every draw: noise, coupling, times, blur, chains
                    ) -> Dict[str, torch.Tensor]: # 'flow_loss', 'cd_loss', 'loss' (0-d), and 'cd_value', 'negatives' when λ > 0
     "The two terms of the energy-matching loss for the data batch `x1`, and their sum."
-    mk = model_kwargs or {}
+    mk = check_model_kwargs(model_kwargs)
     if self.model.training and dtensor_parameters(self.model):
         raise RuntimeError("EnergyMatchingLoss: the flow term backpropagates through ∇ₓV (a second-order backward), "
                            "which cannot run on sharded (DTensor/FSDP2) parameters; train with DDP or unsharded parameters")
@@ -119,6 +120,7 @@ def compute_loss(self: EnergyMatchingLoss,
                  **kwargs, # deprecated bare conditioning
                 ) -> torch.Tensor: # 0-d
     "Probe, CFG dropout, then flow term + contrastive term."
+    check_batch(x)
     generator = resolve_generator(generator, self.device)
     mk = self._prepare_conditioning(x, None, model_kwargs, kwargs, generator)
     return self.training_losses(x, model_kwargs=mk, x0=x0, generator=generator)['loss']
@@ -175,7 +177,7 @@ def sample_negatives(self: EnergyMatchingLoss,
                      generator: Optional[torch.Generator] = None, # RNG of the starts and the chains
                     ) -> torch.Tensor: # negatives (B, *S), detached; row i uses the conditioning of data row i
     "Negatives: `noise_fraction` of the chains from noise with the temperature sweep, the rest from data at ε_max."
-    mk, B = model_kwargs or {}, x1.shape[0]
+    mk, B = check_model_kwargs(model_kwargs), x1.shape[0]
     generator = resolve_generator(generator, x1.device)
     n_noise = int(round(self.noise_fraction * B))
     parts = []

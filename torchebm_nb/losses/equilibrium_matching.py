@@ -16,7 +16,7 @@ from .._deprecation import declare_deprecation
 from ..core.base_interpolant import BaseInterpolant, expand_t_like_x
 from ..core.base_coupling import BaseCoupling
 from ..core.base_loss import BaseInterpolantLoss, dtensor_parameters, as_module
-from ..core.base_module import patch_override, resolve_generator, warn_once
+from ..core.base_module import check_model_kwargs, patch_override, resolve_generator, warn_once
 from ..core.base_scheduler import BaseScheduler
 from ..core.validation import check_bool, check_real
 from .loss_utils import compute_eqm_ct, dispersive_loss, mean_flat
@@ -113,7 +113,7 @@ def training_losses(self: EquilibriumMatchingLoss, x1: torch.Tensor, # data (B, 
                     generator: Optional[torch.Generator] = None, # RNG of the noise, the coupling and the times
                    ) -> Dict[str, torch.Tensor]: # 'loss' (B,), 'pred', 'weights' (B,) or None, and 'energy' (B,) for explicit energies
     "Per-sample equilibrium-matching losses for the data batch `x1`."
-    mk = model_kwargs or {}
+    mk = check_model_kwargs(model_kwargs)
     if self.energy_type != 'none' and self.model.training and dtensor_parameters(self.model):
         raise RuntimeError("EquilibriumMatchingLoss: explicit energies backpropagate through ∇ₓg (a second-order "
                            "backward), which cannot run on sharded (DTensor/FSDP2) parameters; train with "

@@ -12,7 +12,7 @@ from torch import nn
 from ..core.base_interpolant import BaseInterpolant
 from ..core.base_coupling import BaseCoupling
 from ..core.base_loss import BaseInterpolantLoss, as_module
-from ..core.base_module import resolve_generator
+from ..core.base_module import check_model_kwargs, resolve_generator
 from ..core.base_scheduler import BaseScheduler
 from ..core.validation import check_bool
 from .loss_utils import mean_flat
@@ -49,7 +49,7 @@ class FlowMatchingLoss(BaseInterpolantLoss):
                         generator: Optional[torch.Generator] = None, # RNG of the noise, the coupling and the times
                        ) -> Dict[str, torch.Tensor]: # 'loss' (B,), 'pred' (B, *S), 'weights' (B,) or None
         "Per-sample flow-matching losses for the data batch `x1`."
-        mk = model_kwargs or {}
+        mk = check_model_kwargs(model_kwargs)   # x1 and x0 are checked by sample_path, before the model runs
         generator = resolve_generator(generator, self.device)
         x0, x1, weights, t, xt, ut = self.sample_path(x1, x0, generator)
         with self.autocast_context():

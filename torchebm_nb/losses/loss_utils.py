@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from ..core.validation import check_real
+from ..core.validation import check_instance, check_real
 from ..interpolants.interpolant_utils import get_interpolant
 
 # %% auto #0
@@ -21,6 +21,7 @@ _all_ = ['get_interpolant']
 def mean_flat(tensor: torch.Tensor, # shape (B, *S)
              ) -> torch.Tensor: # shape (B,): the mean over every non-batch dimension
     "Mean over all dimensions but the first."
+    check_instance(tensor, 'tensor', torch.Tensor, 'a torch.Tensor')
     if tensor.ndim == 0: raise ValueError("mean_flat needs a batch dimension; got a 0-d tensor")
     if tensor.ndim == 1: return tensor
     return tensor.mean(dim=tuple(range(1, tensor.ndim)))
@@ -30,6 +31,7 @@ def trimmed_mean(values: torch.Tensor, # the values (flattened), e.g. energies o
                  trim_fraction: float, # fraction f in [0, 1) of the largest values to drop: int(f·n) of them
                 ) -> torch.Tensor: # 0-d: the mean of the n − int(f·n) smallest values
     "Mean of the values after dropping the largest `int(trim_fraction · n)` of them."
+    check_instance(values, 'values', torch.Tensor, 'a torch.Tensor')
     trim_fraction = check_real(trim_fraction, 'trim_fraction')
     if not 0.0 <= trim_fraction < 1.0: raise ValueError(f"trim_fraction must be in [0, 1); got {trim_fraction}")
     values = values.reshape(-1)
@@ -44,6 +46,7 @@ def compute_flow_weight(t: torch.Tensor, # times, any shape
                         cutoff: float = 0.8, # a: the weight is 1 up to t = a, then falls linearly to 0 at t = 1; a ≥ 1 disables the gate
                        ) -> torch.Tensor: # w(t), shaped like t
     "The flow-term gate w(t) = clamp((1 − t)/(1 − cutoff), 0, 1)."
+    check_instance(t, 't', torch.Tensor, 'a torch.Tensor')
     cutoff = check_real(cutoff, 'cutoff')
     if cutoff >= 1.0: return torch.ones_like(t)
     return ((1.0 - t) / (1.0 - cutoff)).clamp(0.0, 1.0)
@@ -54,6 +57,7 @@ def compute_eqm_ct(t: torch.Tensor, # times, any shape
                    multiplier: float = 4.0, # λ: the gradient multiplier
                   ) -> torch.Tensor: # c(t), shaped like t
     "The truncated EqM scale c(t) = λ·min(1, (1 − t)/(1 − a))."
+    check_instance(t, 't', torch.Tensor, 'a torch.Tensor')
     threshold, multiplier = check_real(threshold, 'threshold'), check_real(multiplier, 'multiplier')
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1); got {threshold} (the endpoints are the 'linear' (a → 0) and "
@@ -64,6 +68,8 @@ def compute_eqm_ct(t: torch.Tensor, # times, any shape
 def dispersive_loss(z: torch.Tensor, # representations, shape (B, *S), flattened to (B, D)
                    ) -> torch.Tensor: # 0-d: log mean exp(−‖zᵢ − zⱼ‖²/D) over all B² pairs
     "The dispersive (InfoNCE-L2) regulariser: log of the mean of exp(−d_ij/D) over all pairs, diagonal included."
+    check_instance(z, 'z', torch.Tensor, 'a torch.Tensor')
+    if z.ndim == 0: raise ValueError("z must have a batch dimension (B, *S); got a 0-d tensor")
     z = z.reshape(z.shape[0], -1)
     B, D = z.shape
     if B == 0: raise ValueError("dispersive_loss needs at least one sample")

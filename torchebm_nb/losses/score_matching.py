@@ -14,7 +14,7 @@ from torch import nn
 
 from ..core.base_loss import BaseScoreMatching, dtensor_parameters
 from ..core.base_model import BaseModel
-from ..core.base_module import check_batch, resolve_generator
+from ..core.base_module import check_batch, check_model_kwargs, resolve_generator
 from ..core.validation import check_int
 
 # %% auto #0
@@ -39,7 +39,8 @@ def _score_matching_forward(loss: BaseScoreMatching, x: torch.Tensor, args: tupl
                             generator, legacy: dict, conditioning_error: Optional[str]) -> torch.Tensor:
     "Cast, check the generator, prepare conditioning, compute under autocast, regularise."
     _reject_positional(loss, 'forward', args)
-    check_batch(x)   # a non-empty floating batch: int data is refused, not cast
+    check_batch(x)
+    check_model_kwargs(model_kwargs)   # a dict or None, before the conditioning checks   # a non-empty floating batch: int data is refused, not cast
     if x.device != loss.device or x.dtype != loss.dtype: x = x.to(device=loss.device, dtype=loss.dtype)
     generator = resolve_generator(generator, x.device)
     if conditioning_error is not None and (y is not None or model_kwargs or legacy):
@@ -172,7 +173,7 @@ class DenoisingScoreMatching(BaseScoreMatching):
         grad = self.compute_score(noisy, model_kwargs=model_kwargs)
         return 0.5 * _square_norm(grad - noise / sigma ** 2).mean()
 
-    def __repr__(self): return f"DenoisingScoreMatching(model={type(self.model).__name__}, noise_scale={self.noise_scale:g})"
+    def __repr__(self): return f"DenoisingScoreMatching(model={type(self.model).__name__}, noise_scale={self.schedulers['noise_scale'].get_value():g})"
 
 # %% ../../nbs/40_losses/01_score_matching.ipynb #89814c03
 _PROJECTION_TYPES = ('rademacher', 'sphere', 'gaussian')

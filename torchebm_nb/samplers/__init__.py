@@ -6,12 +6,12 @@ from .nuts import NoUTurnSampler, NUTS
 from .riemannian_hmc import RiemannianManifoldHMC
 from .gradient_descent import GradientDescentSampler, NesterovSampler
 from .flow import FlowSampler, PredictionType
-from .adaptation import AdaptationResult, DualAveragingScheduler, adaptation_windows, window_adaptation
+from .adaptation import AdaptationResult, DualAveragingScheduler, WindowAdaptation, adaptation_windows, window_adaptation
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
 from .parallel_tempering import ParallelTempering, ReplicaExchange
 
 __all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
            'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
-           'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'adaptation_windows', 'window_adaptation',
+           'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'WindowAdaptation', 'adaptation_windows', 'window_adaptation',
            'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule',
            'ParallelTempering', 'ReplicaExchange']

@@ -4,12 +4,14 @@
 
 # %% ../../nbs/20_samplers/06_adaptation.ipynb #551253aa
 from __future__ import annotations
+import copy
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
+from fastcore.basics import patch
 
 from ..core.base_sampler import BaseSampler, is_mcmc_sampler
 from ..core.base_scheduler import BaseScheduler, ConstantScheduler
@@ -18,7 +20,7 @@ from .hmc import check_mass
 
 # %% auto #0
 __all__ = ['DualAveragingScheduler', 'adaptation_windows', 'AdaptationResult', 'acceptance_statistic', 'replace_params',
-           'window_adaptation']
+           'WindowAdaptation', 'window_adaptation']
 
 # %% ../../nbs/20_samplers/06_adaptation.ipynb #101054d5
 class DualAveragingScheduler(BaseScheduler):
@@ -164,11 +166,109 @@ def _warmup_plan(n_warmup: int, adapt_mass: bool) -> Tuple[range, set, int]:
 
 def _install_step_size(sampler: BaseSampler, step: float) -> None:
     "Make `step` the sampler's constant step size: through its `step_size` property when it has one."
+    step = check_real(step, 'step_size', minimum=0, strict_minimum=True)   # a number refused under its own name, not start_value's
     if isinstance(getattr(type(sampler), 'step_size', None), property): sampler.step_size = step
     else: sampler.register_scheduler('step_size', ConstantScheduler(step))
 
+# %% ../../nbs/20_samplers/06_adaptation.ipynb #c3a9e004
+def _state_fields(state: Any) -> Dict[str, Any]:
+    "A chain state's fields as a dict (a dataclass or a NamedTuple), tensors cloned."
+    if dataclasses.is_dataclass(state): fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    elif hasattr(state, '_asdict'): fields = state._asdict()
+    else: raise TypeError(f"a chain state must be a dataclass or a NamedTuple to be saved; got {describe_type(state)}")
+    return {k: v.clone() if torch.is_tensor(v) else v for k, v in fields.items()}
+
+def _with_fields(template: Any, fields: Dict[str, Any]) -> Any:
+    "`template` (a state from `init`) with its fields replaced by saved ones."
+    return template._replace(**fields) if hasattr(template, '_replace') else dataclasses.replace(template, **fields)
+
+def _rng_state(generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+    "The state of `generator`, or of the device's global generator when it is None."
+    if generator is not None: return generator.get_state()
+    return torch.cuda.get_rng_state(device) if device.type == 'cuda' else torch.get_rng_state()
+
+def _set_rng_state(generator: Optional[torch.Generator], device: torch.device, state: torch.Tensor) -> None:
+    if generator is not None: generator.set_state(state)
+    elif device.type == 'cuda': torch.cuda.set_rng_state(state, device)
+    else: torch.set_rng_state(state)
+
 # %% ../../nbs/20_samplers/06_adaptation.ipynb #8d98780c
+class WindowAdaptation:
+    "A resumable warm-up: `run(n)` advances it by n iterations; `state_dict()`/`load_state_dict()` save and restore it between any two."
+    def __init__(self, sampler: BaseSampler, # a Metropolis-corrected sampler (HMC, MALA, NUTS, Riemannian HMC)
+                 x: Optional[torch.Tensor] = None, # initial chains (B, *S); None: randn(n_samples, *dim)
+                 n_warmup: int = 500, # warm-up iterations (≥ 20 with adapt_mass)
+                 dim=None, # event shape when x is None
+                 n_samples: int = 1, # number of chains when x is None
+                 target_accept: Optional[float] = None, # δ in (0, 1); None: the sampler's `optimal_acceptance`
+                 adapt_mass: bool = False, # also estimate a diagonal mass in Stan's slow windows
+                 *, y: Optional[torch.Tensor] = None, # conditioning labels (as in `sample`)
+                 model_kwargs: Optional[dict] = None, # conditioning keyword arguments (as in `sample`)
+                 generator: Union[torch.Generator, int, None] = None, # randomness of the warm-up
+                ):
+        self.adapt_mass = check_bool(adapt_mass, 'adapt_mass')
+        self.params = _check_adaptable(sampler, adapt_mass)
+        self.n_warmup = check_int(n_warmup, 'n_warmup', minimum=20 if adapt_mass else 1)
+        if target_accept is None: target_accept = sampler.optimal_acceptance
+        start = check_real(_param(self.params, 'step_size'), 'step_size', minimum=0, strict_minimum=True)
+        self.controller = DualAveragingScheduler(start, target_accept=target_accept)
+        self.sampler, self._plan = sampler, _warmup_plan(self.n_warmup, adapt_mass)
+        self.ctx = sampler.context(model_kwargs, y, generator)
+        self.x = sampler.initial_state(x, dim, n_samples, self.ctx.generator)
+        self.iteration, self.state, self.result, self._saved_chain = 0, None, None, None
+        self.step_sizes, self.final_stats, self.pooled = [], [], _PooledVariance()
+
+    def __repr__(self):
+        return (f"WindowAdaptation(sampler={type(self.sampler).__name__}, iteration={self.iteration}/{self.n_warmup}, "
+                f"step_size={self.controller.get_value():.4g}, adapt_mass={self.adapt_mass})")
+
+# %% ../../nbs/20_samplers/06_adaptation.ipynb #c3a9e001
+@patch
 @torch.no_grad()
+def run(self: WindowAdaptation, n_iterations: Optional[int] = None, # iterations to run now, ≥ 0 (None: to the end)
+       ) -> Optional[AdaptationResult]: # the result once warm-up is complete (the sampler then tuned), else None
+    "Advance the warm-up; when its last iteration is done, install the tuned step size (and mass) on the sampler."
+    left = self.n_warmup - self.iteration
+    n = left if n_iterations is None else min(check_int(n_iterations, 'n_iterations', minimum=0), left)
+    if self.state is None: self.state = self._initial_chain()
+    slow, window_ends, term_start = self._plan
+    controller, ctx = self.controller, self.ctx
+    for i in range(self.iteration, self.iteration + n):
+        self.step_sizes.append(controller.get_value())
+        self.state, info = self.sampler.step(self.state, replace_params(self.params, step_size=controller.get_value()), ctx)
+        statistic = float(acceptance_statistic(info.log_accept_ratio))   # the warm-up's one sync per iteration
+        controller.update(statistic)
+        if i >= term_start: self.final_stats.append(statistic)
+        if i in slow: self.pooled.add(self.state.x)
+        if i + 1 in window_ends:   # a slow window ends: a new mass for what follows, dual averaging restarted
+            mass = check_mass(self.pooled.pop().reciprocal(), self.x.device, self.x.dtype)
+            self.params = replace_params(self.params, mass=mass)
+            controller.restart(controller.get_value())
+        self.iteration = i + 1
+    return self._finish() if self.iteration == self.n_warmup else None
+
+@patch
+def _finish(self: WindowAdaptation) -> AdaptationResult:
+    "Install the averaged step size (and the mass) once, and keep the result."
+    if self.result is None:
+        step = self.controller.final_value
+        _install_step_size(self.sampler, step)
+        if self.adapt_mass: self.sampler.set_mass(_param(self.params, 'mass'))
+        rate = sum(self.final_stats) / len(self.final_stats)   # the final fast phase is never empty (n_warmup ≥ 1)
+        self.result = AdaptationResult(self.state.x, step, getattr(self.sampler, 'mass', None), rate, list(self.step_sizes))
+    return self.result
+
+@patch
+def _initial_chain(self: WindowAdaptation) -> Any:
+    "The chains' state: `sampler.init` at the start, or the saved one rebuilt on the template of an `init` (the RNG left as it was)."
+    if self._saved_chain is None: return self.sampler.init(self.x, self.ctx)
+    rng = _rng_state(self.ctx.generator, self.x.device)
+    template = self.sampler.init(self._saved_chain['x'], self.ctx)
+    _set_rng_state(self.ctx.generator, self.x.device, rng)
+    state, self._saved_chain = _with_fields(template, self._saved_chain), None
+    return state
+
+# %% ../../nbs/20_samplers/06_adaptation.ipynb #c3a9e002
 def window_adaptation(sampler: BaseSampler, # a Metropolis-corrected sampler (HMC, MALA, Riemannian HMC)
                       x: Optional[torch.Tensor] = None, # initial chains (B, *S); None: randn(n_samples, *dim)
                       n_warmup: int = 500, # warm-up iterations (≥ 20 with adapt_mass)
@@ -181,28 +281,54 @@ def window_adaptation(sampler: BaseSampler, # a Metropolis-corrected sampler (HM
                       generator: Union[torch.Generator, int, None] = None, # randomness of the warm-up
                      ) -> AdaptationResult:
     "Warm `sampler` up on `x`: adapt its step size by dual averaging (and its mass, in windows); the sampler is left tuned."
-    check_bool(adapt_mass, 'adapt_mass')
-    params = _check_adaptable(sampler, adapt_mass)
-    n_warmup = check_int(n_warmup, 'n_warmup', minimum=20 if adapt_mass else 1)
-    if target_accept is None: target_accept = sampler.optimal_acceptance
-    slow, window_ends, term_start = _warmup_plan(n_warmup, adapt_mass)
-    ctx = sampler.context(model_kwargs, y, generator)
-    x = sampler.initial_state(x, dim, n_samples, ctx.generator)
-    controller = DualAveragingScheduler(_param(params, 'step_size'), target_accept=target_accept)
-    state = sampler.init(x, ctx)
-    step_sizes, final_stats, pooled = [], [], _PooledVariance()
-    for i in range(n_warmup):
-        step_sizes.append(controller.get_value())
-        state, info = sampler.step(state, replace_params(params, step_size=controller.get_value()), ctx)
-        statistic = float(acceptance_statistic(info.log_accept_ratio))   # the warm-up's one sync per iteration
-        controller.update(statistic)
-        if i >= term_start: final_stats.append(statistic)
-        if i in slow: pooled.add(state.x)
-        if i + 1 in window_ends:   # a slow window ends: a new mass for what follows, dual averaging restarted
-            params = replace_params(params, mass=check_mass(pooled.pop().reciprocal(), x.device, x.dtype))
-            controller.restart(controller.get_value())
-    step = controller.final_value
-    _install_step_size(sampler, step)
-    if adapt_mass: sampler.set_mass(_param(params, 'mass'))
-    rate = sum(final_stats) / len(final_stats)   # the final fast phase is never empty (n_warmup ≥ 1)
-    return AdaptationResult(state.x, step, getattr(sampler, 'mass', None), rate, step_sizes)
+    return WindowAdaptation(sampler, x, n_warmup, dim, n_samples, target_accept, adapt_mass,
+                            y=y, model_kwargs=model_kwargs, generator=generator).run()
+
+# %% ../../nbs/20_samplers/06_adaptation.ipynb #c3a9e005
+_ADAPTATION_KEYS = ('iteration', 'n_warmup', 'adapt_mass', 'controller', 'start', 'chain', 'mass', 'step_sizes', 'final_stats',
+                    'pooled', 'rng')
+
+@patch
+def state_dict(self: WindowAdaptation) -> Dict[str, Any]:
+    "Everything the rest of the warm-up depends on, as tensors, numbers and lists (copies: running on does not change it)."
+    chain = _state_fields(self.state) if self.state is not None else self._saved_chain
+    pooled = self.pooled
+    return {'iteration': self.iteration, 'n_warmup': self.n_warmup, 'adapt_mass': self.adapt_mass,
+            'controller': self.controller.state_dict(),
+            'start': self.x.clone() if chain is None else None,   # before the first run(): the starting points
+            'chain': None if chain is None else {k: v.clone() if torch.is_tensor(v) else v for k, v in chain.items()},
+            'mass': _param(self.params, 'mass') if self.adapt_mass else None,
+            'step_sizes': list(self.step_sizes), 'final_stats': list(self.final_stats),
+            'pooled': {'total': None if pooled.total is None else pooled.total.clone(),
+                       'squares': None if pooled.squares is None else pooled.squares.clone(), 'count': pooled.count},
+            'rng': _rng_state(self.ctx.generator, self.x.device).clone()}
+
+# %% ../../nbs/20_samplers/06_adaptation.ipynb #c3a9e006
+@patch
+def load_state_dict(self: WindowAdaptation, state_dict: Dict[str, Any], # what `state_dict` returned (e.g. via torch.save/torch.load)
+                   ) -> None:
+    "Continue the warm-up saved in `state_dict`; it is checked first, so a bad one changes nothing."
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict written by WindowAdaptation.state_dict(); got {describe_type(state_dict)}")
+    missing, unknown = sorted(set(_ADAPTATION_KEYS) - set(state_dict)), sorted(map(str, set(state_dict) - set(_ADAPTATION_KEYS)))
+    if missing or unknown:
+        raise ValueError(f"state_dict does not fit a WindowAdaptation: missing entries {missing}, unknown entries {unknown}")
+    for key in ('n_warmup', 'adapt_mass'):
+        if state_dict[key] != getattr(self, key):
+            raise ValueError(f"state_dict was saved by a warm-up with {key}={state_dict[key]!r}; this one has {key}={getattr(self, key)!r}")
+    iteration = check_int(state_dict['iteration'], "state_dict['iteration']", minimum=0, maximum=self.n_warmup)
+    controller = copy.deepcopy(self.controller)
+    controller.load_state_dict(state_dict['controller'])
+    if controller.target_accept != self.controller.target_accept:
+        raise ValueError(f"state_dict was saved by a warm-up with target_accept={controller.target_accept}; "
+                         f"this one has target_accept={self.controller.target_accept}")
+    if (state_dict['chain'] is None) == (state_dict['start'] is None):
+        raise ValueError("state_dict must hold either the chains' state ('chain') or their starting points ('start')")
+    self.iteration, self.controller, self.result = iteration, controller, None
+    self.state, self._saved_chain = None, state_dict['chain']
+    if state_dict['start'] is not None: self.x = state_dict['start'].clone()
+    if self.adapt_mass: self.params = replace_params(self.params, mass=state_dict['mass'])
+    self.step_sizes, self.final_stats = list(state_dict['step_sizes']), list(state_dict['final_stats'])
+    pooled = state_dict['pooled']
+    self.pooled.total, self.pooled.squares, self.pooled.count = pooled['total'], pooled['squares'], pooled['count']
+    _set_rng_state(self.ctx.generator, self.x.device, state_dict['rng'])

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 
-from ..core.base_model import BaseModel, GaussianModel
+from ..core.base_model import AnalyticModel, BaseModel, GaussianModel
 from ..core.base_module import resolve_generator
 from ..core.base_sampler import BaseSampler
 from ..core.mcmc import no_convergence_check
@@ -74,7 +74,8 @@ def annealing_schedule(n_temperatures: int, # K ≥ 1 steps after β₀ = 0
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"schedule must be a string or a 1-D sequence of numbers; got {describe_type(schedule)}") from None
     if betas.ndim != 1 or betas.numel() < 2 or betas[0] != 0.0 or betas[-1] != 1.0 or not bool((betas[1:] > betas[:-1]).all()):
-        raise ValueError("an explicit schedule must be a strictly increasing 1-D sequence from 0 to 1")
+        shown = betas.tolist() if betas.numel() <= 8 else f"{betas.numel()} values from {betas[0].item():g} to {betas[-1].item():g}"
+        raise ValueError(f"schedule must be a strictly increasing 1-D sequence of finite βs from 0 to 1; got {shown}")
     return betas
 
 # %% ../../nbs/20_samplers/07_ais.ipynb #87b649fe
@@ -99,6 +100,26 @@ def _weights_summary(log_weights: torch.Tensor):
     stderr = (w.std(unbiased=True) / (math.sqrt(n) * w.mean())).item() if n > 1 else float('inf')
     return log_mean, stderr, (w.sum().square() / w.square().sum()).item()
 
+# %% ../../nbs/20_samplers/07_ais.ipynb #c0ef9c3c
+def _ais_dim(model: BaseModel, # the target energy
+             base: Optional[GaussianModel], # the base, if given
+             dim: Optional[int], # the dim argument
+            ) -> int: # the event dimension D of the run
+    "`dim`, or the width of the base's (else the model's) `mean`; a `ValueError` naming `dim` where it contradicts a dimension the base or the model fixes."
+    if dim is None:
+        mean = getattr(base if base is not None else model, 'mean', None)
+        if not (torch.is_tensor(mean) and mean.ndim == 1):
+            raise ValueError("dim must be provided when neither base nor model has a 1-D `mean`")
+        dim = mean.shape[0]
+    dim = check_int(dim, 'dim')
+    if base is not None and base.mean.shape[0] != dim:
+        raise ValueError(f"dim={dim} but base has dimension {base.mean.shape[0]} (the length of its mean); they must match")
+    if isinstance(model, AnalyticModel): return model.check_dim(dim, 'dim')
+    mean = getattr(model, 'mean', None)
+    if torch.is_tensor(mean) and mean.ndim == 1 and mean.shape[0] != dim:
+        raise ValueError(f"dim={dim} but the model has dimension {mean.shape[0]} (the length of its mean)")
+    return dim
+
 # %% ../../nbs/20_samplers/07_ais.ipynb #3606beed
 @torch.no_grad()
 def annealed_importance_sampling(model: BaseModel, # the target energy E₁
@@ -118,17 +139,11 @@ def annealed_importance_sampling(model: BaseModel, # the target energy E₁
         raise TypeError(f"base must be a GaussianModel (its normaliser must be known); got {describe_type(base)}")
     n_samples, n_steps = check_int(n_samples, 'n_samples', minimum=2), check_int(n_steps, 'n_steps')
     betas = annealing_schedule(n_temperatures, schedule)
-    if dim is None:
-        source = base if base is not None else model
-        mean = getattr(source, 'mean', None)
-        if not (torch.is_tensor(mean) and mean.ndim == 1):
-            raise ValueError("dim must be provided when neither base nor model has a 1-D `mean`")
-        dim = mean.shape[0]
-    dim = check_int(dim, 'dim')
-    device = model.device
-    dtype = model.dtype
+    dim = _ais_dim(model, base, dim)
+    if transition is not None and not callable(transition):
+        raise TypeError(f"transition must be a callable, path model ↦ sampler; got {describe_type(transition)}")
+    device, dtype = model.device, model.dtype
     if base is None: base = GaussianModel(torch.zeros(dim), torch.eye(dim), dtype=dtype, device=device)
-    elif base.mean.shape[0] != dim: raise ValueError(f"base has dimension {base.mean.shape[0]} but dim={dim}")
     path = AnnealedEnergy(base, model)
     if transition is None:
         step_size = check_real(step_size, 'step_size', minimum=0, strict_minimum=True)

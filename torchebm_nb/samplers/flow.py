@@ -284,16 +284,32 @@ def _report_nonfinite_final(self: FlowSampler, x: torch.Tensor) -> None:
     "Report the chains that end non-finite, per `nonfinite_policy` (one window: the whole run)."
     report_nonfinite(type(self).__name__, nonfinite_chains(x).sum().reshape(1), 1, 1, x.shape[0], self.nonfinite_policy)
 
+# %% ../../nbs/20_samplers/04_flow.ipynb #176cd2b4
+@patch
+def _report_nonfinite_field(self: FlowSampler, n_chains: int, # the chains of the run, all returned as NaN
+                            error: FloatingPointError, # the adaptive integrator's finding
+                           ) -> None:
+    "Report, per `nonfinite_policy`, an adaptive run stopped by a field that returned NaN or inf."
+    advice = (f"The model's field ({type(self.model).__name__}) is not finite where the adaptive "
+              f"{type(self.integrator).__name__} had to evaluate it ({error}), so every chain is returned as NaN; "
+              "a fixed-step integrator (e.g. integrator='rk4') would keep the chains that stay finite.")
+    try: report_nonfinite(type(self).__name__, torch.full((1,), n_chains), 1, 1, n_chains, self.nonfinite_policy, advice)
+    except RuntimeError as stop: raise stop from error
+
 # %% ../../nbs/20_samplers/04_flow.ipynb #3db3b713
 @patch
 def _sample_adaptive(self: FlowSampler, x, start: float, end: float, n_steps: int, return_diagnostics: bool, mk: dict):
     "The ODE from `start` to `end` in one adaptive call; diagnostics hold the final state only."
-    x = self.integrator.integrate({'x': x}, (end - start) / n_steps, n_steps, drift=self._ode_drift(mk),
-                                  t=torch.tensor([start, end], dtype=torch.float64))['x']
+    try:
+        x, stopped = self.integrator.integrate({'x': x}, (end - start) / n_steps, n_steps, drift=self._ode_drift(mk),
+                                               t=torch.tensor([start, end], dtype=torch.float64))['x'], None
+    except FloatingPointError as error:             # the field turned NaN/inf: the integrator stopped at once
+        x, stopped = torch.full_like(x, math.nan), error
     recorder = ChainRecorder(x, 1, False, return_diagnostics, ('mean', 'var'))
     if return_diagnostics:
         recorder.record(0, x, None, None); recorder.diagnostics['t'] = x.new_full((1,), end)
-    self._report_nonfinite_final(x)
+    if stopped is None: self._report_nonfinite_final(x)
+    else: self._report_nonfinite_field(x.shape[0], stopped)
     return recorder.result(x)
 
 # %% ../../nbs/20_samplers/04_flow.ipynb #935b4129

@@ -42,7 +42,7 @@ class LangevinDynamics(BaseSampler):
     sample = mcmc_sample   # `sample()`: the thin shell over `run_chain`, with conditioning
     step_size = scheduled_parameter('step_size', "The step h > 0 (a scheduler's current value when scheduled).", positive=True)
     noise_scale = scheduled_parameter('noise_scale', "The noise scale σ > 0, D = σ² (a scheduler's current value when scheduled).",
-                                      positive=True)
+                                      positive=True, zero_in_schedule=True)   # a schedule may pass through 0 (a temperature sweep)
 
     def __init__(self, model: BaseModel, # the energy E
                  step_size: Union[float, BaseScheduler] = 1e-3, # h > 0, or a scheduler

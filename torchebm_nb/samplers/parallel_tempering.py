@@ -142,6 +142,7 @@ def advance_replicas(sampler: BaseSampler, # the MCMC sampler; replica k runs it
     accepted = torch.zeros(K - 1, dtype=torch.long, device=state.device)
     bad = torch.zeros(n_steps // swap_every + 1, dtype=torch.long, device=state.device)   # non-finite chains per swap window
     policy = 'raise' if 'raise' in (sampler.nonfinite_policy, nonfinite_policy) else nonfinite_policy
+    if hasattr(sampler, 'check_schedules'): sampler.check_schedules(n_steps, from_reset=reset_schedulers)   # the whole run, before E is evaluated
     flat, done = state.reshape(K * B, *event).clone(), 0
     while done < n_steps:
         stop = min((done // swap_every + 1) * swap_every, n_steps)
