@@ -66,6 +66,18 @@ SYMPLECTIC_CASES = {
 }
 LEAPFROG_CASES = {
     'force of another shape': (lambda ig, s, f: ig.step({**s, 'force': torch.zeros(3, 1)}, 0.1, **f), "state['force']", 'got (3, 1)', ValueError),
+    'mass=nan': (lambda ig, s, f: ig.step(s, 0.1, mass=nan, **f), 'mass', 'must be finite', ValueError),
+    'mass=-1': (lambda ig, s, f: ig.step(s, 0.1, mass=-1.0, **f), 'mass', 'must be positive', ValueError),
+    'integrate mass=0': (lambda ig, s, f: ig.integrate(s, 0.1, 3, mass=0.0, **f), 'mass', 'must be positive', ValueError),
+}
+SDE = {'euler_maruyama', 'backward_euler_maruyama', 'heun'}   # the stochastic ones take noise_scale / diffusion
+SDE_CASES = {
+    'noise_scale=inf': (lambda ig, s, f: ig.step(s, 0.1, noise_scale=inf, **f), 'noise_scale', 'must be finite', ValueError),
+    'noise_scale=nan': (lambda ig, s, f: ig.step(s, 0.1, noise_scale=nan, **f), 'noise_scale', 'must be finite', ValueError),
+    'noise_scale=inf with noise given': (lambda ig, s, f: ig.step(s, 0.1, noise_scale=inf, noise=torch.zeros(3, 2), **f),
+                                         'noise_scale', 'must be finite', ValueError),
+    'diffusion=inf': (lambda ig, s, f: ig.step(s, 0.1, diffusion=inf, **f), 'diffusion', 'must be finite', ValueError),
+    'diffusion=-1': (lambda ig, s, f: ig.step(s, 0.1, diffusion=-1.0, **f), 'diffusion', 'must be ≥ 0', ValueError),
 }
 GRID_CASES = {   # Runge–Kutta integrators take a time grid
     'grid with nan': (lambda ig, s, f: ig.integrate(s, 0.1, 3, t=torch.tensor([0.0, nan, 1.0]), **f), 't', 'finite times', ValueError),
@@ -82,6 +94,7 @@ def all_cases():
         if name in SYMPLECTIC: table.update(SYMPLECTIC_CASES)
         else: table.update(GRID_CASES)
         if name == 'leapfrog': table.update(LEAPFROG_CASES)
+        if name in SDE: table.update(SDE_CASES)
         for case in table: yield pytest.param(name, table[case], id=f"{name}-{case}")
 
 

@@ -1,5 +1,6 @@
 """Bad run arguments to every MCMC sampler's `sample()`: flags that are not bools and empty batches are refused with an
-error naming the argument, before the model is evaluated (issue 14's classes "wrong types coerced" and "empty batches")."""
+error naming the argument, before the model is evaluated (issue 14's classes "wrong types coerced" and "empty batches");
+integer starting points are refused, not cast."""
 import pytest
 import torch
 
@@ -34,9 +35,25 @@ def test_flags_must_be_bools(name, flag, value):
 @pytest.mark.parametrize('name', list(SAMPLERS))
 def test_empty_batches_name_x(name, shape):
     model = CountingGaussian()
-    with pytest.raises(ValueError, match=r"x must hold at least one chain; got an empty batch of shape \(0,"):
+    with pytest.raises(ValueError, match=r"x must hold at least one (chain|sample); got an empty batch of shape \(0,"):
         SAMPLERS[name](model).sample(x=torch.zeros(*shape), n_steps=3)
     assert model.calls == 0
+
+
+@pytest.mark.parametrize('dtype', [torch.int64, torch.int32, torch.bool])
+@pytest.mark.parametrize('name', list(SAMPLERS))
+def test_integer_starting_points_are_refused_not_cast(name, dtype):
+    "One rule for integer batches everywhere (losses, couplings, samplers): refused with a TypeError naming x."
+    model = CountingGaussian()
+    with pytest.raises(TypeError, match=rf"x must be a floating tensor; got dtype {dtype}"):
+        SAMPLERS[name](model).sample(x=torch.ones(4, 2, dtype=dtype), n_steps=3)
+    assert model.calls == 0
+
+
+def test_run_chain_refuses_what_is_not_a_tensor():
+    sampler = LangevinDynamics(CountingGaussian(), step_size=0.1)
+    with pytest.raises(TypeError, match='x must be a tensor of chains'):
+        run_chain(sampler, [[0.0, 0.0]], 3, ctx=sampler.context(None, None, None))
 
 
 def test_run_chain_checks_too():

@@ -52,7 +52,7 @@ def _check_step_size(step_size):
 
 def _coefficient(value, x: torch.Tensor, name: str):
     "A Python float stays a float; a tensor is moved to `x`'s device/dtype and a `(B,)` tensor becomes `(B, 1, …, 1)`."
-    if not torch.is_tensor(value): return check_real(value, name, finite=False)
+    if not torch.is_tensor(value): return check_real(value, name)   # a number must be finite (inf noise is no step)
     v = value if (value.device == x.device and value.dtype == x.dtype) else value.to(x.device, x.dtype)
     if v.ndim == 1 and x.ndim > 1 and v.shape[0] == x.shape[0] and v.shape[0] > 1:
         return v.view((x.shape[0],) + (1,) * (x.ndim - 1))
@@ -584,7 +584,7 @@ def step(self: BaseSDERungeKuttaIntegrator,
     "One step $x + h\\sum_i b_i k_i + \\sqrt{2D}\\sqrt{h}\\,\\xi$."
     (x,) = self._state_tensors(state)
     if (self._single_explicit is not None and type(step_size) is float and 0.0 < abs(step_size) < math.inf
-            and type(noise_scale) is float
+            and type(noise_scale) is float and math.isfinite(noise_scale)
             and diffusion is None and t is None and noise is not None and drift is not None
             and noise.shape == x.shape):
         # hot path (Euler–Maruyama in a sampler loop): one drift call, one fused add, one in-place add

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .base_module import (TorchEBMModule, check_model_placement, model_device, resolve_device, resolve_dtype,
+from .base_module import (TorchEBMModule, check_batch, check_model_placement, model_device, resolve_device, resolve_dtype,
                                          resolve_generator)
 from .base_scheduler import Schedulable
 from .mcmc import ChainContext, StepInfo, check_run_flags, run_chain
@@ -117,6 +117,7 @@ def initial_state(self: BaseSampler, x: Optional[torch.Tensor] = None, # startin
     if x.ndim < 2:
         raise ValueError(f"x must be a batch of shape (B, *S); got shape {tuple(x.shape)} "
                          "(for a single chain use x.unsqueeze(0))")
+    check_batch(x)   # non-empty and floating: integer starting points are refused, not cast
     if shape is not None and tuple(x.shape[1:]) != shape:
         raise ValueError(f"x has event shape {tuple(x.shape[1:])} but dim={dim}")
     return x.detach().to(device=self.device, dtype=self.dtype, copy=True)

@@ -432,8 +432,8 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
     "Run `n_steps` steps of `sampler` from `x` and return what `sample()` returns."
     n_steps, thin = check_int(n_steps, 'n_steps', minimum=0), check_int(thin, 'thin', minimum=1)
     if not isinstance(ctx, ChainContext): raise TypeError(f"ctx must be a ChainContext; got {type(ctx).__name__}")
-    if not torch.is_tensor(x) or x.ndim < 2:
-        raise ValueError(f"x must be a tensor of chains (B, *S); got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+    if not torch.is_tensor(x): raise TypeError(f"x must be a tensor of chains (B, *S); got {type(x).__name__}")
+    if x.ndim < 2: raise ValueError(f"x must be a tensor of chains (B, *S); got shape {tuple(x.shape)}")
     if x.shape[0] == 0: raise ValueError(f"x must hold at least one chain; got an empty batch of shape {tuple(x.shape)}")
     check_run_flags(return_trajectory, return_diagnostics, reset_schedulers)
     policy = _check_policy(sampler.nonfinite_policy if nonfinite_policy is None else nonfinite_policy)

@@ -18,12 +18,12 @@ __all__ = ['LeapfrogIntegrator', 'GeneralisedLeapfrogIntegrator']
 
 # %% ../../nbs/10_integrators/02_leapfrog.ipynb #2ca11ce2
 def _inverse_mass(mass, x: torch.Tensor):
-    "1/m as a Python float (number or None) or a tensor broadcastable to x, with m clamped to ≥ 1e-10."
+    "1/m as a Python float (a number m > 0, or None for 1) or a tensor broadcastable to x, with m clamped to ≥ 1e-10 (no sync)."
     if mass is None: return 1.0
     if torch.is_tensor(mass):
         m = mass if (mass.device == x.device and mass.dtype == x.dtype) else mass.to(x.device, x.dtype)
         return m.clamp(min=1e-10).reciprocal()
-    return 1.0 / max(check_real(mass, 'mass', finite=False), 1e-10)
+    return 1.0 / check_real(mass, 'mass', minimum=0, strict_minimum=True)   # a number: finite and > 0, or refused
 
 # %% ../../nbs/10_integrators/02_leapfrog.ipynb #f4cf8c80
 class LeapfrogIntegrator(BaseSymplecticIntegrator):
