@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment in .venv, printing one status line per stage.
-#   bash tools/setup.sh         the library and its plotting extra: CPU torch 2.13.0, then `pip install -e ".[plot]"`
+#   bash tools/setup.sh         the library with matplotlib and scikit-learn: CPU torch 2.13.0, then `pip install -e ".[plot]"`
 #   bash tools/setup.sh --dev   the same plus the development tools (nbdev, JupyterLab, pytest, ...): `-e ".[dev]"`
 # torch is pinned here, not in the package (which asks only for a floor): on these machines anything but the exact
 # CPU wheel pulls GBs of CUDA wheels. Idempotent: a stamp per mode, over the dependency files, skips work already done.
@@ -12,7 +12,7 @@ VENV=${VENV:-.venv}
 TORCH=torch==2.13.0                 # the CPU wheel these machines hold
 
 case "${1:-}" in
-  '') mode=plot; extra=plot; what='torchebm_nb and matplotlib' ;;
+  '') mode=plot; extra=plot; what='torchebm_nb, matplotlib and scikit-learn' ;;
   --dev) mode=dev; extra=dev; what='torchebm_nb and the development tools (nbdev, JupyterLab, pytest, ...)' ;;
   *) echo "usage: bash tools/setup.sh [--dev]" >&2; exit 2 ;;
 esac

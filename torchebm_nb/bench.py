@@ -18,8 +18,8 @@ from .cli import set_default_threads
 from .utils.visualization import require_pyplot
 
 # %% auto #0
-__all__ = ['FAMILIES', 'SCALES', 'OVERRIDES', 'MODEL_INPUTS', 'SKIP', 'ESS_NOTE', 'WORKLOADS', 'COLUMNS', 'discover',
-           'memory_method', 'peak_memory', 'time_fn', 'sampler_quality', 'bench_component', 'run_suite',
+__all__ = ['FAMILIES', 'SCALES', 'OVERRIDES', 'MODEL_INPUTS', 'LOSS_INPUTS', 'SKIP', 'ESS_NOTE', 'WORKLOADS', 'COLUMNS',
+           'discover', 'memory_method', 'peak_memory', 'time_fn', 'sampler_quality', 'bench_component', 'run_suite',
            'format_report', 'plot_report', 'main']
 
 # %% ../nbs/85_bench.ipynb #93bdde45
@@ -68,6 +68,11 @@ def _langevin(model, c):
 def _identity_metric(x): return torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
 
 def _img(c): return torch.randn(c['chains'], 1, 8, 8, device=c['device'])
+def _labels(c): return torch.arange(c['chains'], device=c['device']) % 10
+
+def _wide_resnet(c):
+    from torchebm_nb.models import WideResNetEnergy
+    return WideResNetEnergy(in_channels=1, n_classes=10, depth=10, widen_factor=1).to(c['device'])
 def _t(c): return torch.rand(c['chains'], device=c['device'])
 def _x(c): return torch.randn(c['chains'], c['dim'], device=c['device'])
 
@@ -108,12 +113,20 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     'MLPEnergy': lambda c: dict(in_dim=c['dim'], hidden_dim=64),
     'EqMEnergy': lambda c: dict(field=_field(c)),
     'InteractionModel': lambda c: dict(model=c['energy'], sigma_w=1.0),
+    'ConvEnergy': lambda c: dict(in_channels=1, channels=(16, 32)),
+    'WideResNetEnergy': lambda c: dict(in_channels=1, n_classes=10, depth=10, widen_factor=1),
+    'JEMLoss': lambda c: dict(classifier=_wide_resnet(c), k_steps=5, buffer_size=256, device=c['device']),
 }
 
 # %% ../nbs/85_bench.ipynb #293f2cdc
-MODEL_INPUTS: Dict[str, Callable[[dict], tuple]] = {
+MODEL_INPUTS: Dict[str, Callable[[dict], tuple]] = {   # what to feed models (default: (x,) with x of shape (chains, dim))
     'DiT': lambda c: (_img(c), _t(c)),
     'TimeConditionedMLP': lambda c: (_x(c), _t(c)),
+    'ConvEnergy': lambda c: (_img(c),),
+    'WideResNetEnergy': lambda c: (_img(c),),
+}
+LOSS_INPUTS: Dict[str, Callable[[dict], tuple]] = {    # what to feed losses (default: (x,))
+    'JEMLoss': lambda c: (_img(c), _labels(c)),
 }
 
 _BLOCK = 'a building block of DiT / TimeConditionedMLP; its cost is inside those backbones\' benchmarks'
@@ -214,11 +227,11 @@ def _interpolant_work(comp, ctx):
 def _loss_work(comp, ctx):
     loss = comp['cls'](**_kwargs(comp['name'], ctx, {}))
     if hasattr(loss, 'to'): loss = loss.to(ctx['device'])
-    x, k = _x(ctx), ctx['iters']
+    inputs, k = LOSS_INPUTS[comp['name']](ctx) if comp['name'] in LOSS_INPUTS else (_x(ctx),), ctx['iters']
     params = [p for p in loss.parameters() if p.requires_grad]
     def work():
         for _ in range(k):
-            out = loss(x)
+            out = loss(*inputs)
             val = out[0] if isinstance(out, tuple) else out
             for p in params: p.grad = None
             val.backward()

@@ -38,7 +38,7 @@ def within(value, expected, se, z=Z):
 # --- exports and signatures -------------------------------------------------------------------------------
 
 def test_exports():
-    assert datasets.__all__ == [c.__name__ for c in ALL]
+    assert datasets.__all__ == [c.__name__ for c in ALL] + ['DigitsDataset', 'MNISTDataset', 'FashionMNISTDataset', 'CIFAR10Dataset']
     assert 'BaseSyntheticDataset' not in datasets.__all__ and not hasattr(datasets, 'BaseSyntheticDataset')
     assert all(issubclass(c, BaseSyntheticDataset) and issubclass(c, torch.utils.data.Dataset) for c in ALL)
 

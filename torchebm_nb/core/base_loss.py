@@ -274,11 +274,11 @@ def initialize_buffer(self: BaseContrastiveDivergence,
                       init_noise_scale: float = 0.01, # scale of the initial Gaussian noise
                       generator: Optional[torch.Generator] = None, # RNG (or int seed)
                      ) -> torch.Tensor:
-    "Fill the replay buffer with `init_noise_scale`·N(0, I) and burn it in with `init_steps` sampler steps."
+    "Fill the replay buffer with `initial_chains` (`init_noise_scale`·N(0, I) here) and burn it in with `init_steps` sampler steps."
     chunk = check_int(buffer_chunk_size, 'buffer_chunk_size')
+    init_noise_scale = check_real(init_noise_scale, 'init_noise_scale')
     generator = resolve_generator(generator, self.device)
-    buffer = torch.randn(self._buffer_shape(tuple(data_shape_no_batch)), generator=generator, device=self.device, dtype=self.dtype)
-    buffer.mul_(check_real(init_noise_scale, 'init_noise_scale'))
+    buffer = self.initial_chains(self._buffer_shape(tuple(data_shape_no_batch)), init_noise_scale, generator)
     if self.init_steps > 0:
         for start in range(0, self.buffer_size, chunk):
             try:
@@ -299,6 +299,14 @@ def _buffer_shape(self: BaseContrastiveDivergence, data_shape: Tuple[int, ...]) 
 def _burn_in(self: BaseContrastiveDivergence, chains: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     "`init_steps` sampler steps from a chunk of buffer rows."
     return self._run_sampler(chains, self.init_steps, generator)
+
+@patch
+def initial_chains(self: BaseContrastiveDivergence, shape: Tuple[int, ...], # (buffer_size, *S)
+                   init_noise_scale: float, # the scale of the Gaussian noise
+                   generator: Optional[torch.Generator] = None, # RNG of the draw
+                  ) -> torch.Tensor:
+    "The replay buffer's chains before burn-in: `init_noise_scale`·N(0, I) (a subclass may draw them otherwise)."
+    return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype).mul_(init_noise_scale)
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #8be84bcf
 @patch

@@ -113,6 +113,7 @@ def kernel_path(sampler, # the run's sampler
                ):
     "The kernel path for this run — a `FusedLangevinPath`, `WholeChainLangevinPath` or `WholeChainHMCPath` — or None."
     if x.dtype != torch.float32: return None
+    if getattr(params, 'grad_clip', None) is not None: return None   # clipped Langevin: no kernel implements the clip
     backend = kernel_backend(x)
     if backend is None: return None
     owner, step = type(sampler).__name__, getattr(type(sampler), 'step', None)

@@ -1,11 +1,13 @@
-"""Losses: training objectives for energy-based models and flows (score matching, contrastive divergence, flow/equilibrium/energy matching)."""
+"""Losses: training objectives for energy-based models and flows (score matching, contrastive divergence, joint energy models, flow/equilibrium/energy matching)."""
 from .contrastive_divergence import ContrastiveDivergence, PersistentContrastiveDivergence, ParallelTemperingCD
 from .score_matching import ScoreMatching, DenoisingScoreMatching, SlicedScoreMatching
 from .flow_matching import FlowMatchingLoss
 from .equilibrium_matching import EquilibriumMatchingLoss
 from .energy_matching import EnergyMatchingLoss
+from .jem import JEMLoss, ClassifierEnergy, marginal_energy, conditional_energy, classifier_logits
 from .loss_utils import mean_flat, get_interpolant, trimmed_mean, compute_flow_weight, compute_eqm_ct, dispersive_loss
 
 __all__ = ['ContrastiveDivergence', 'PersistentContrastiveDivergence', 'ParallelTemperingCD', 'ScoreMatching', 'DenoisingScoreMatching', 'SlicedScoreMatching', 'EquilibriumMatchingLoss',
-           'FlowMatchingLoss', 'EnergyMatchingLoss', 'mean_flat', 'get_interpolant', 'trimmed_mean',
+           'FlowMatchingLoss', 'EnergyMatchingLoss', 'JEMLoss', 'ClassifierEnergy', 'marginal_energy',
+           'conditional_energy', 'classifier_logits', 'mean_flat', 'get_interpolant', 'trimmed_mean',
            'compute_flow_weight', 'compute_eqm_ct', 'dispersive_loss']

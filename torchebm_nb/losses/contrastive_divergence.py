@@ -4,9 +4,10 @@
 
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #a3b0f035
 from __future__ import annotations
+import inspect
 import math
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from fastcore.basics import patch
@@ -16,7 +17,7 @@ from .._deprecation import declare_deprecation
 from ..core.base_loss import BaseContrastiveDivergence
 from ..core.base_module import check_batch, patch_override, resolve_generator
 from ..core.base_sampler import BaseSampler, is_mcmc_sampler
-from ..core.validation import check_bool, check_int, check_real, describe_type
+from ..core.validation import check_bool, check_instance, check_int, check_real, describe_type
 from ..samplers.parallel_tempering import advance_replicas, temperature_ladder
 
 # %% auto #0
@@ -32,6 +33,38 @@ _CALL_TIME_DEPRECATION = declare_deprecation(
                 'loss.add_noise_to_real, loss.noise_scale)',
     message='A value given at call time overrides the constructor value for that call only.')
 
+# %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #fd1457dc
+_STARTS = ('data', 'noise')
+
+def _takes_generator(fn: Callable) -> bool:
+    "Whether `fn` accepts a `generator=` keyword (by name or through **kwargs)."
+    try: parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError): return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD or (p.name == 'generator' and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+               for p in parameters)
+
+def _check_recipe(start, noise_range, buffer_augmentation, persistent) -> dict:
+    "The checked image-recipe options of `ContrastiveDivergence` (see below), as attributes to set."
+    persistent = check_bool(persistent, 'persistent')
+    if not isinstance(start, str): raise TypeError(f"start must be 'data' or 'noise'; got {describe_type(start)} {start!r}")
+    if start not in _STARTS: raise ValueError(f"start must be 'data' or 'noise'; got {start!r}")
+    if start == 'noise' and persistent:
+        raise ValueError("start='noise' is short-run CD, whose chains start from fresh noise at every call; it cannot be "
+                         "persistent (got persistent=True): use start='data' with persistent=True for PCD")
+    if noise_range is not None:
+        if not isinstance(noise_range, (tuple, list)):
+            raise TypeError(f"noise_range must be None or a pair (lo, hi); got {describe_type(noise_range)} {noise_range!r}")
+        if len(noise_range) != 2: raise ValueError(f"noise_range must be None or a pair (lo, hi); got {noise_range!r}")
+        lo, hi = check_real(noise_range[0], 'noise_range[0]'), check_real(noise_range[1], 'noise_range[1]')
+        if lo >= hi: raise ValueError(f"noise_range must satisfy lo < hi; got {noise_range!r}")
+        noise_range = (lo, hi)
+    if buffer_augmentation is not None:
+        check_instance(buffer_augmentation, 'buffer_augmentation', (), 'a callable chains -> chains or None', allow_callable=True)
+        if not persistent:
+            raise ValueError("buffer_augmentation acts on the chains read from the replay buffer: it needs persistent=True")
+    return dict(start=start, noise_range=noise_range, buffer_augmentation=buffer_augmentation,
+                _augmentation_takes_generator=buffer_augmentation is not None and _takes_generator(buffer_augmentation))
+
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #fc1cb6e9
 class ContrastiveDivergence(BaseContrastiveDivergence):
     "CD-k (or PCD with `persistent=True`): mean E(x⁺) − mean E(x⁻) + λ(mean E(x⁺)² + mean E(x⁻)²), negatives from `k_steps` sampler steps."
@@ -41,19 +74,21 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                  persistent: bool = False, # continue chains from a replay buffer (PCD) instead of starting at the data
                  buffer_size: int = 10000, # replay-buffer capacity (persistent mode), ≥ 1
                  init_steps: int = 100, # burn-in sampler steps when the buffer is filled, ≥ 0
-                 new_sample_ratio: float = 0.05, # fraction of start points perturbed by 0.01·N(0, I), in [0, 1]
+                 new_sample_ratio: float = 0.05, # share of start points perturbed by 0.01·N(0, I) (replaced by noise with noise_range), in [0, 1]
                  energy_reg_weight: float = 0.001, # λ of the energy penalty, ≥ 0
                  add_noise_to_real: bool = False, # perturb the data by noise_scale·N(0, I) before evaluating E
                  noise_scale: float = 1e-4, # scale of that perturbation, ≥ 0
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Union[str, torch.device, None] = torch.device('cpu'), # device (the model's, once it has parameters)
-                 *args, **kwargs): # cfg_dropout, null_condition, check_conditioning (see BaseLoss)
+                 *args, **kwargs): # the image recipes' start=, noise_range=, buffer_augmentation= (below); cfg_dropout, ... (BaseLoss)
+        recipe = _check_recipe(kwargs.pop('start', 'data'), kwargs.pop('noise_range', None), kwargs.pop('buffer_augmentation', None),
+                               persistent)
         options = dict(energy_reg_weight=check_real(energy_reg_weight, 'energy_reg_weight', minimum=0),
                        add_noise_to_real=check_bool(add_noise_to_real, 'add_noise_to_real'),
                        noise_scale=check_real(noise_scale, 'noise_scale', minimum=0))
         super().__init__(model, sampler, k_steps, persistent, buffer_size, new_sample_ratio, init_steps, dtype, device,
                          *args, **kwargs)
-        for name, value in options.items(): setattr(self, name, value)
+        for name, value in {**options, **recipe}.items(): setattr(self, name, value)
         self.register_buffer('nonfinite_count', torch.zeros((), dtype=torch.long, device=self.device), persistent=False)
 
     def compute_loss(self, x: torch.Tensor, # the data x⁺, (B, *S)
@@ -84,8 +119,12 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         return self._loss(x, negatives, mk, generator, **options), negatives
 
     def extra_repr(self) -> str:
+        recipe = (f", start={self.start!r}" if self.start != 'data' else '') + (
+            f", noise_range={self.noise_range}" if self.noise_range is not None else '') + (
+            ", buffer_augmentation=" + getattr(self.buffer_augmentation, '__name__', type(self.buffer_augmentation).__name__)
+            if self.buffer_augmentation is not None else '')
         return (f"k_steps={self.k_steps}, persistent={self.persistent}, buffer_size={self.buffer_size}, "
-                f"energy_reg_weight={self.energy_reg_weight:g}")
+                f"energy_reg_weight={self.energy_reg_weight:g}" + recipe)
 
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #3dc5eba2
 @patch
@@ -134,6 +173,63 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
                              "(use ContrastiveDivergence for CD-k)")
         if len(args) < 2: kwargs['persistent'] = True
         super().__init__(model, sampler, *args, **kwargs)
+
+# %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #13f41831
+@patch
+def noise_chains(self: ContrastiveDivergence, n: int, # how many chains
+                 shape: Tuple[int, ...], # the shape of one chain
+                 generator: Optional[torch.Generator] = None, # RNG (or an int seed)
+                ) -> torch.Tensor: # (n, *shape) on the loss's device and dtype
+    "Fresh chains: uniform on `noise_range` when it is set, else N(0, I)."
+    generator = resolve_generator(generator, self.device)
+    if self.noise_range is None: return torch.randn((n, *shape), generator=generator, device=self.device, dtype=self.dtype)
+    lo, hi = self.noise_range
+    return torch.rand((n, *shape), generator=generator, device=self.device, dtype=self.dtype).mul_(hi - lo).add_(lo)
+
+# %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #d43de59d
+@patch_override
+def get_start_points(self: ContrastiveDivergence, x: torch.Tensor, # the data batch (B, *S)
+                     generator: Optional[torch.Generator] = None, # RNG (or an int seed)
+                    ) -> torch.Tensor:
+    "Where the chains start: fresh noise (`start='noise'`), the data (CD) or buffer reads, augmented (PCD); then `new_sample_ratio` refreshed."
+    generator = resolve_generator(generator, self.device)
+    if self.start == 'noise': return self.noise_chains(x.shape[0], tuple(x.shape[1:]), generator)
+    if self.buffer_augmentation is None: return BaseContrastiveDivergence.get_start_points(self, x, generator)
+    if self.replay_buffer is None or tuple(self.replay_buffer.shape) != self._buffer_shape(tuple(x.shape[1:])):
+        self.initialize_buffer(x.shape[1:], generator=generator)
+    return self._perturb_some(self.augment_chains(self._stratified_read(x.shape[0], generator), generator), generator)
+
+@patch
+def augment_chains(self: ContrastiveDivergence, chains: torch.Tensor, # chains read from the buffer
+                   generator: Optional[torch.Generator] = None, # passed on when `buffer_augmentation` takes it
+                  ) -> torch.Tensor:
+    "`buffer_augmentation` applied to `chains` (checked to keep their shape)."
+    f = self.buffer_augmentation
+    out = f(chains, generator=generator) if self._augmentation_takes_generator else f(chains)
+    if not torch.is_tensor(out) or out.shape != chains.shape:
+        raise ValueError(f"buffer_augmentation must return a tensor shaped like its input {tuple(chains.shape)}; "
+                         f"got {tuple(out.shape) if torch.is_tensor(out) else describe_type(out)}")
+    return out.to(device=self.device, dtype=self.dtype)
+
+# %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #92ac81d8
+@patch_override
+def _perturb_some(self: ContrastiveDivergence, start: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    "With `noise_range`: replace a `new_sample_ratio` share (at least one) of the start points by fresh noise; else TorchEBM's perturbation."
+    if self.noise_range is None or self.new_sample_ratio == 0: return BaseContrastiveDivergence._perturb_some(self, start, generator)
+    B = start.shape[0]
+    n_new = max(1, int(B * self.new_sample_ratio))
+    rows = torch.randperm(B, generator=generator, device=start.device)[:n_new]
+    start[rows] = self.noise_chains(n_new, tuple(start.shape[1:]), generator).to(start.dtype)
+    return start
+
+@patch_override
+def initial_chains(self: ContrastiveDivergence, shape: Tuple[int, ...], # (buffer_size, *S)
+                   init_noise_scale: float, # the scale of the Gaussian noise (without noise_range)
+                   generator: Optional[torch.Generator] = None, # RNG of the draw
+                  ) -> torch.Tensor:
+    "The replay buffer's first chains: uniform noise on `noise_range` when it is set, else `init_noise_scale`·N(0, I)."
+    if self.noise_range is None: return BaseContrastiveDivergence.initial_chains(self, shape, init_noise_scale, generator)
+    return self.noise_chains(shape[0], tuple(shape[1:]), generator)
 
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #c37c47bb
 class ParallelTemperingCD(ContrastiveDivergence):

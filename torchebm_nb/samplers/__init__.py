@@ -1,5 +1,5 @@
 """Samplers: drive a field derived from a model through an integrator (MCMC chains, descent, flows)."""
-from .langevin_dynamics import LangevinDynamics
+from .langevin_dynamics import LangevinDynamics, clipped_force
 from .hmc import HamiltonianMonteCarlo
 from .mala import MetropolisAdjustedLangevin, MALA
 from .nuts import NoUTurnSampler, NUTS
@@ -10,7 +10,7 @@ from .adaptation import AdaptationResult, DualAveragingScheduler, WindowAdaptati
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
 from .parallel_tempering import ParallelTempering, ReplicaExchange
 
-__all__ = ['LangevinDynamics', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
+__all__ = ['LangevinDynamics', 'clipped_force', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
            'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
            'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'WindowAdaptation', 'adaptation_windows', 'window_adaptation',
            'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule',

@@ -15,12 +15,12 @@ from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, mcmc_sample
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
-from ..core.mcmc import ChainContext, StepInfo
+from ..core.mcmc import ChainContext, StepInfo, register_accelerator
 from ..core.validation import check_real
 from ..integrators.integrator_utils import resolve_integrator
 
 # %% auto #0
-__all__ = ['LangevinParams', 'LangevinState', 'LangevinDynamics']
+__all__ = ['LangevinParams', 'LangevinState', 'LangevinDynamics', 'clipped_force']
 
 # %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #89406b12
 class LangevinParams(NamedTuple):
@@ -28,6 +28,7 @@ class LangevinParams(NamedTuple):
     step_size: float                              # h > 0
     noise_scale: float                            # σ > 0: the diffusion is D = σ²
     clamp: Optional[Tuple[float, float]] = None   # (lo, hi) box applied after the step, or None
+    grad_clip: Optional[float] = None             # c > 0: each component of ∇E clamped to [−c, c], or None
 
 @dataclass
 class LangevinState:
@@ -63,19 +64,30 @@ class LangevinDynamics(BaseSampler):
             if lo >= hi: raise ValueError(f"clamp must satisfy lo < hi; got {clamp!r}")
             clamp = (lo, hi)
         self.clamp = clamp
+        self.grad_clip = None   # see the property below: set it after construction (the signature is TorchEBM's)
         self.integrator = resolve_integrator(integrator, default='euler_maruyama', family=BaseSDERungeKuttaIntegrator,
                                              owner='LangevinDynamics', device=self.device, dtype=self.dtype)
 
+    @property
+    def grad_clip(self) -> Optional[float]:
+        "c > 0: every component of ∇E is clamped to [−c, c] before the step (IGEBM); None (default): no clipping."
+        return self._grad_clip
+
+    @grad_clip.setter
+    def grad_clip(self, value: Optional[float]):
+        self._grad_clip = None if value is None else check_real(value, 'grad_clip', minimum=0, strict_minimum=True)
+
     def __repr__(self):
         return (f"LangevinDynamics(model={type(self.model).__name__}, step_size={self.schedulers['step_size'].brief()}, "
-                f"noise_scale={self.schedulers['noise_scale'].brief()}, integrator={type(self.integrator).__name__})")
+                f"noise_scale={self.schedulers['noise_scale'].brief()}, integrator={type(self.integrator).__name__}"
+                + (f", grad_clip={self.grad_clip:g})" if self.grad_clip is not None else ")"))
 
 # %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #6f588756
 @patch_override
 def current_params(self: LangevinDynamics) -> LangevinParams:
-    "This step's h, σ (the schedulers' current values) and clamp."
+    "This step's h, σ (the schedulers' current values), clamp and gradient clip."
     s = self.schedulers
-    return LangevinParams(s['step_size'].get_value(), s['noise_scale'].get_value(), self.clamp)
+    return LangevinParams(s['step_size'].get_value(), s['noise_scale'].get_value(), self.clamp, self.grad_clip)
 
 @patch_override
 def init(self: LangevinDynamics, x: torch.Tensor, # chains (B, *S)
@@ -86,12 +98,13 @@ def init(self: LangevinDynamics, x: torch.Tensor, # chains (B, *S)
 
 @patch_override
 def step(self: LangevinDynamics, state: LangevinState, # the chains
-         params: LangevinParams, # h, σ and the box of this step
+         params: LangevinParams, # h, σ, the box and the gradient clip of this step
          ctx: ChainContext, # the energy, conditioning and generator
         ) -> Tuple[LangevinState, StepInfo]:
-    "One integrator step of every chain, then the box; unadjusted, so nothing to accept."
+    "One integrator step of every chain (drift −∇E, or −clamp(∇E, −c, c) with `grad_clip`), then the box; unadjusted."
     noise = self._draw_noise(state, ctx.generator)
-    x = self.integrator.step({'x': state.x}, params.step_size, drift=ctx.force, noise=noise,
+    drift = ctx.force if params.grad_clip is None else clipped_force(ctx.force, params.grad_clip)
+    x = self.integrator.step({'x': state.x}, params.step_size, drift=drift, noise=noise,
                              noise_scale=params.noise_scale, generator=ctx.generator)['x']
     if params.clamp is not None: x.clamp_(*params.clamp)
     return LangevinState(x, noise), StepInfo()
@@ -102,3 +115,25 @@ def _draw_noise(self: LangevinDynamics, state: LangevinState, generator: Optiona
     "ξ ~ N(0, I) shaped like the chains, in the state's noise buffer."
     buffer = state.noise if state.noise is not None else torch.empty_like(state.x)
     return buffer.normal_(generator=generator)
+
+# %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #a67d0513
+def clipped_force(force, # the drift x, t ↦ −∇E(x), returning a tensor of its own (as `ChainContext.force` does)
+                  bound: float, # c > 0
+                 ):
+    "The drift x, t ↦ −clamp(∇E(x), −c, c) = clamp(−∇E(x), −c, c); NaN stays NaN (so non-finite chains are still seen)."
+    def drift(x: torch.Tensor, t: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return force(x, t).clamp_(-bound, bound)
+    return drift
+
+# %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #bf8d16ce
+class _TorchStep:
+    "The path of a run that no kernel implements: the sampler's own step, every step."
+    whole_chain = False
+    def __init__(self, step): self.step = step
+
+def _clipped_runs_stay_on_torch(sampler, params, x, ctx, whole_chain):
+    "An accelerator hook: a Langevin run with `grad_clip` takes the torch step (the kernels would ignore the clip)."
+    if isinstance(params, LangevinParams) and params.grad_clip is not None: return _TorchStep(sampler.step)
+    return None
+
+_ = register_accelerator(_clipped_runs_stay_on_torch)   # registered on import, before any kernel back end
