@@ -6,17 +6,22 @@
 from __future__ import annotations
 import argparse
 import importlib
+import json
+import math
 import os
 import platform
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import torch
 
 import torchebm_nb
+from .core.validation import describe_type
 
 # %% auto #0
-__all__ = ['THREAD_VARIABLES', 'set_default_threads', 'info', 'demo', 'main']
+__all__ = ['THREAD_VARIABLES', 'DEMO_DATASETS', 'DEMO_METHODS', 'DEMO_SAMPLERS', 'DEMO_STEPS', 'set_default_threads', 'info',
+           'demo', 'prepare_out_dir', 'train_demo', 'main']
 
 # %% ../nbs/80_cli.ipynb #be974ee6
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')   # read by torch at start-up: the user's choice of threads
@@ -94,19 +99,332 @@ def _save_clouds(clouds: dict, path: str) -> None:
     fig.savefig(path, dpi=80)
     print(f"  figure written to {path}")
 
+# %% ../nbs/80_cli.ipynb #0af4b0a1
+DEMO_DATASETS = ('eight-gaussians', 'two-moons', 'pinwheel', 'digits')   # the first three are 2-D point clouds
+DEMO_METHODS = ('pcd', 'cd', 'sample')   # persistent CD, CD from the data, or the sampling-only demo above
+DEMO_SAMPLERS = ('langevin', 'mala', 'hmc')
+DEMO_STEPS = {'2d': 500, 'digits': 600}   # optimiser steps when --steps is not given
+
+def _point_cloud(dataset: str, # one of the 2-D names of DEMO_DATASETS
+                 n: int, # points
+                 seed: int, # the dataset's seed
+                ) -> torch.Tensor: # (n, 2)
+    "Points of a 2-D demo dataset."
+    from torchebm_nb.datasets import EightGaussiansDataset, PinwheelDataset, TwoMoonsDataset
+    make = {'eight-gaussians': lambda: EightGaussiansDataset(n_samples=n, std=0.1, seed=seed),
+            'two-moons': lambda: TwoMoonsDataset(n_samples=n, noise=0.05, seed=seed),
+            'pinwheel': lambda: PinwheelDataset(n_samples=n, seed=seed)}
+    return make[dataset]().data
+
+def _demo_sampler(name: str, # one of DEMO_SAMPLERS
+                  model: torch.nn.Module, # the energy
+                  images: bool, # the digits recipe (clipped Langevin in the data box) instead of the 2-D one
+                 ) -> tuple: # (sampler, steps per training step)
+    "The sampler of the negatives and its chain length per optimiser step."
+    from torchebm_nb.samplers import HamiltonianMonteCarlo, LangevinDynamics, MetropolisAdjustedLangevin
+    if images:   # IGEBM: big steps on a clipped gradient, small noise, chains kept in the data range [-1, 1]
+        sampler = LangevinDynamics(model, step_size=1.0, noise_scale=0.005 / math.sqrt(2.0), clamp=(-1.0, 1.0))
+        sampler.grad_clip = 0.01
+        return sampler, 20
+    if name == 'langevin': return LangevinDynamics(model, step_size=0.01), 20
+    if name == 'mala': return MetropolisAdjustedLangevin(model, step_size=0.01), 20
+    return HamiltonianMonteCarlo(model, step_size=0.05, n_leapfrog_steps=5), 4
+
+# %% ../nbs/80_cli.ipynb #e99a976e
+def _check_choice(value, # the argument's value
+                  name: str, # the argument's name
+                  choices: Sequence[str], # what it may be
+                 ) -> str:
+    "`value` if it is one of `choices`; `TypeError`/`ValueError` naming `name`, the value and the choices otherwise."
+    if not isinstance(value, str): raise TypeError(f"{name} must be a str, one of {', '.join(choices)}; got {describe_type(value)} {value!r}")
+    if value not in choices: raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+def _check_demo_args(dataset, method, sampler, steps, seed, device) -> dict:
+    "The training demo's arguments, checked before any work; the device resolved (and available)."
+    from torchebm_nb.core.base_module import resolve_device
+    from torchebm_nb.core.validation import check_int
+    dataset = _check_choice(dataset, 'dataset', DEMO_DATASETS)
+    method = _check_choice(method, 'method', [m for m in DEMO_METHODS if m != 'sample'])
+    sampler = _check_choice(sampler, 'sampler', DEMO_SAMPLERS)
+    if dataset == 'digits' and sampler != 'langevin':
+        raise ValueError(f"sampler must be 'langevin' with dataset='digits' (clipped Langevin, the IGEBM recipe); got {sampler!r}")
+    steps = DEMO_STEPS['digits' if dataset == 'digits' else '2d'] if steps is None else check_int(steps, 'steps', minimum=1)
+    seed = check_int(seed, 'seed', minimum=0)
+    if device is None: raise TypeError("device must be a str or torch.device such as 'cpu' or 'cuda'; got None")
+    return dict(dataset=dataset, method=method, sampler=sampler, steps=steps, seed=seed, device=resolve_device(device))
+
+# %% ../nbs/80_cli.ipynb #f9521d19
+def _demo_data(dataset: str, # one of the training datasets of DEMO_DATASETS
+               device: torch.device, # where the tensors go
+               seed: int, # the 2-D datasets' seeds are seed, seed + 1 and seed + 2; digits keep their fixed split
+              ) -> dict: # train, test, second (2-D) or labels (digits)
+    "The training set and the held-out set of a demo run."
+    if dataset == 'digits':
+        from torchebm_nb.datasets import DigitsDataset
+        train, test = DigitsDataset(train=True), DigitsDataset(train=False)
+        return {'train': train.data.to(device), 'labels': train.targets.to(device), 'test': test.data.to(device)}
+    return {'train': _point_cloud(dataset, 4096, seed).to(device), 'test': _point_cloud(dataset, 2000, seed + 1).to(device),
+            'second': _point_cloud(dataset, 2000, seed + 2).to(device)}
+
+# %% ../nbs/80_cli.ipynb #7d8abde4
+def _build_recipe(dataset: str, # one of DEMO_DATASETS
+                  method: str, # 'pcd' or 'cd'
+                  sampler: str, # one of DEMO_SAMPLERS (digits: 'langevin')
+                  n_train: int, # training points (the PCD buffer holds as many chains, up to 2000 images)
+                  device: torch.device, # where the model, the chains and the data live
+                  seed: int, # seeds the weights and the trainer's generator
+                 ) -> tuple: # (model, sampler, trainer, batch size)
+    "The model, sampler, loss, optimiser and trainer of a demo run, seeded without touching the global RNG."
+    from torchebm_nb.core.base_trainer import BaseTrainer
+    from torchebm_nb.losses import ContrastiveDivergence
+    from torchebm_nb.models import ConvEnergy, MLPEnergy
+    images = dataset == 'digits'
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = (ConvEnergy(1, channels=(16, 32)) if images else MLPEnergy(2, hidden_dim=64, depth=3)).to(device)
+    chains, k_steps = _demo_sampler(sampler, model, images)
+    recipe = dict(noise_range=(-1.0, 1.0), init_steps=0, energy_reg_weight=1.0, buffer_size=min(n_train, 2000)) if images \
+        else dict(energy_reg_weight=0.1, buffer_size=n_train)
+    loss = ContrastiveDivergence(model, chains, k_steps=k_steps, persistent=method == 'pcd', device=device, **recipe)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4 if images else 1e-3, betas=(0.0, 0.999) if images else (0.9, 0.999))
+    trainer = BaseTrainer(model, optimizer, loss, device=device, generator=seed, progress=False, max_grad_norm=1.0)
+    return model, chains, trainer, 64 if images else 256
+
+# %% ../nbs/80_cli.ipynb #634f8641
+def _train_loop(trainer, # a BaseTrainer
+                data: torch.Tensor, # the training set (N, *S), on the trainer's device
+                steps: int, # optimiser steps
+                batch_size: int, # points per step, drawn with replacement
+                generator: torch.Generator, # draws the batches (on the data's device)
+                every: int = 10, # steps between updates of the bar's loss (each one a host sync)
+               ) -> dict: # steps_done, losses (mean per `every` steps), interrupted
+    "Train with a tqdm bar that shows the running loss; Ctrl-C stops it and returns what was done."
+    from tqdm import tqdm
+    losses, total, done, interrupted = [], None, 0, False
+    bar = tqdm(total=steps, desc='training', unit='step', file=sys.stderr, dynamic_ncols=True)
+    try:
+        for step in range(steps):
+            index = torch.randint(0, data.shape[0], (batch_size,), generator=generator, device=data.device)
+            loss = trainer.train_step(data[index])['loss']
+            total = loss if total is None else total + loss
+            done = step + 1
+            if done % every == 0 or done == steps:
+                losses.append((total / (done - every * len(losses))).item()); total = None
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.update(1)
+    except KeyboardInterrupt: interrupted = True
+    finally: bar.close()
+    return {'steps_done': done, 'losses': losses, 'interrupted': interrupted}
+
+# %% ../nbs/80_cli.ipynb #a739a89f
+_EVAL_STEPS = 400   # gradient evaluations per chain when the 2-D demo samples its models (HMC: / n_leapfrog_steps iterations)
+
+def _draw(sampler, # the demo's sampler (its model: trained or not)
+          start: torch.Tensor, # the chains' starting points
+          n_steps: int, # sampler steps
+          seed: int, # seeds the sampler's noise
+         ) -> torch.Tensor:
+    "Run the sampler from `start`, without the end-of-run convergence warning (these are short runs by design)."
+    from torchebm_nb.core import no_convergence_check
+    with no_convergence_check():
+        return sampler.sample(x=start, n_steps=n_steps, generator=torch.Generator(start.device).manual_seed(seed)).detach()
+
+def _evaluate_points(samplers: dict, # {'trained': sampler, 'untrained': sampler}
+                     test: torch.Tensor, # held-out points (n, 2)
+                     second: torch.Tensor, # another independent draw of the data (n, 2): the floor
+                     seed: int, # seeds the starts and the chains
+                    ) -> tuple: # (metrics, the trained model's samples)
+    "MMD² and energy distance to held-out data of fresh chains from broad noise, per model, and of a second data sample."
+    from torchebm_nb.utils import energy_distance, mmd
+    scale = test.std(0).mean()
+    start = 2 * scale * torch.randn(test.shape, generator=torch.Generator(test.device).manual_seed(seed + 1), device=test.device)
+    clouds = {name: _draw(s, start, max(1, _EVAL_STEPS // getattr(s, 'n_leapfrog_steps', 1)), seed + 2) for name, s in samplers.items()}
+    clouds['data_floor'] = second
+    metrics = {name: {'mmd': mmd(x, test).item(), 'energy_distance': energy_distance(x, test).item()}
+               for name, x in clouds.items()}
+    return metrics, clouds['trained']
+
+# %% ../nbs/80_cli.ipynb #6ae63d47
+def _evaluate_images(samplers: dict, # {'trained': sampler, 'untrained': sampler}
+                     train: tuple, # (images, labels) the model learnt from
+                     test: torch.Tensor, # held-out images (n, 1, 8, 8)
+                     buffer: Optional[torch.Tensor], # PCD's replay buffer after training, or None
+                     seed: int, # seeds the classifier, the starts and the chains
+                    ) -> tuple: # (metrics, the trained model's samples)
+    "Fréchet distance to held-out digits in a small classifier's features: fresh chains per model, the buffer, the floor."
+    from torchebm_nb.utils import fit_classifier, frechet_classifier_distance
+    classifier, accuracy = fit_classifier(*train, epochs=10, generator=seed)
+    n, g = test.shape[0], torch.Generator(test.device).manual_seed(seed + 1)
+    start = torch.rand(test.shape, generator=g, device=test.device) * 2 - 1   # uniform noise in the data range
+    sets = {name: _draw(s, start, 100, seed + 2) for name, s in samplers.items()}
+    if buffer is not None: sets['replay_buffer'] = buffer[-n:]
+    sets['data_floor'] = train[0][:n]   # training images against test images: the distance of two samples of the data
+    metrics = {name: {'frechet_classifier_distance': frechet_classifier_distance(x, test, classifier).item()}
+               for name, x in sets.items()}
+    metrics['classifier_accuracy'] = accuracy
+    return metrics, sets.get('replay_buffer', sets['trained'])
+
+# %% ../nbs/80_cli.ipynb #79ce5ed3
+def _save_point_figure(model, # the trained energy
+                       data: torch.Tensor, # training points
+                       samples: Optional[torch.Tensor], # the trained model's samples, or None (an interrupted run)
+                       test: torch.Tensor, # held-out points, drawn under the samples
+                       path: Path, # the PNG to write
+                      ) -> None:
+    "Data, the learnt energy landscape and the samples side by side (no pyplot state: the caller's figures are left alone)."
+    from matplotlib.figure import Figure
+    from torchebm_nb.utils import plot_energy_landscape, plot_samples
+    lim = 1.2 * data.abs().max().item()
+    fig = Figure(figsize=(12, 3.8), layout='constrained')
+    a1, a2, a3 = fig.subplots(1, 3)
+    plot_samples(data.cpu(), ax=a1); a1.set_title('training data')
+    plot_energy_landscape(model, xlim=(-lim, lim), ylim=(-lim, lim), ax=a2, log_scale=True); a2.set_title('learnt energy (log scale)')
+    if samples is not None: plot_samples(samples.cpu(), data=test.cpu(), ax=a3); a3.set_title('samples over held-out data')
+    else: a3.set_title('no samples (interrupted)')
+    for ax in (a1, a3): ax.set_xlim(-lim, lim); ax.set_ylim(-lim, lim)
+    fig.savefig(path, dpi=80)
+
+def _save_image_grid(images: torch.Tensor, # samples (B, 1, H, W) in [-1, 1]
+                     path: Path, # the PNG to write
+                    ) -> None:
+    "The first 64 images as an 8×8 grid."
+    import matplotlib.pyplot as plt
+    from torchebm_nb.utils import plot_image_grid
+    fig = plot_image_grid(images[:64].cpu(), nrow=8, image_inches=0.6)
+    fig.savefig(path, dpi=80); plt.close(fig)
+
+# %% ../nbs/80_cli.ipynb #691da4cd
+def prepare_out_dir(out_dir: Union[str, Path, None] = None, # the folder; None: ./demo-results/<date>_<time>/
+                   ) -> Path:
+    "Create the output folder and check that a file can be written in it; `OSError` saying which folder and why otherwise."
+    import datetime, tempfile
+    path = Path(out_dir) if out_dir is not None else Path('demo-results') / datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path): pass
+    except OSError as e:
+        raise OSError(f"cannot write to the output folder {str(path)!r}: {e.strerror or e}") from None
+    return path
+
+def _write_json(metrics: dict, # what to write
+                path: Path, # where
+               ) -> None:
+    "Write `metrics` as JSON, with non-finite numbers as null (strict JSON has no NaN)."
+    clean = lambda v: ({k: clean(x) for k, x in v.items()} if isinstance(v, dict) else [clean(x) for x in v] if isinstance(v, list)
+                       else None if isinstance(v, float) and not math.isfinite(v) else v)
+    path.write_text(json.dumps(clean(metrics), indent=2) + '\n')
+
+# %% ../nbs/80_cli.ipynb #6445b0c8
+def _save_demo_figure(images: bool, # digits (a sample grid) or 2-D (data, landscape, samples)
+                      model, data: dict, samples: Optional[torch.Tensor], # the trained model, _demo_data's dict, its samples
+                      folder: Path, # the output folder
+                     ) -> Optional[str]: # the file's name, or None when none was written
+    "Write figure.png (2-D) or samples.png (digits) when matplotlib is installed; say so when it is not."
+    try: import matplotlib
+    except ImportError:
+        print('matplotlib is not installed: no figure (pip install "torchebm_nb[plot]"); metrics.json has the numbers')
+        return None
+    if images and samples is None: return None   # interrupted before there were samples to show
+    name = 'samples.png' if images else 'figure.png'
+    if images: _save_image_grid(samples, folder / name)
+    else: _save_point_figure(model, data['train'], samples, data['test'], folder / name)
+    return name
+
+def _report(metrics: dict, # train_demo's metrics
+            folder: Path, # where they were written
+           ) -> None:
+    "Print the run's summary: time, loss and, per sample set, its distance to held-out data."
+    print(f"{metrics['steps_done']} of {metrics['steps']} steps in {metrics['seconds']:.1f} s; final loss "
+          + (f"{metrics['final_loss']:.4f}" if metrics['final_loss'] is not None else 'n/a'))
+    for name, row in metrics.get('samples', {}).items():
+        if isinstance(row, dict): print(f"  {name:14s} " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
+    written = ['metrics.json'] + ([metrics['figure']] if metrics.get('figure') else [])
+    print(f"wrote {', '.join(written)} to {folder}")
+
+# %% ../nbs/80_cli.ipynb #a12fa14c
+def train_demo(dataset: str = 'eight-gaussians', # one of DEMO_DATASETS
+               method: str = 'pcd', # 'pcd' (persistent) or 'cd' (chains start at the data)
+               sampler: str = 'langevin', # one of DEMO_SAMPLERS; digits: 'langevin' only
+               steps: Optional[int] = None, # optimiser steps (None: DEMO_STEPS)
+               seed: int = 0, # seeds the data, the weights, the batches and every chain
+               device: Union[str, torch.device] = 'cpu', # where to train
+               out_dir: Union[str, Path, None] = None, # output folder (None: ./demo-results/<date>_<time>/)
+              ) -> dict: # the metrics written to metrics.json
+    "Train an EBM, print and write its metrics (`metrics.json`) and a figure into `out_dir`; Ctrl-C saves what exists."
+    import copy, time
+    args = _check_demo_args(dataset, method, sampler, steps, seed, device)
+    images, device, seed = args['dataset'] == 'digits', args.pop('device'), args['seed']
+    folder = prepare_out_dir(out_dir)                      # before any work: an unwritable folder fails at once
+    print(f"output folder: {folder}", flush=True)
+    data = _demo_data(args['dataset'], device, args['seed'])
+    model, chains, trainer, batch_size = _build_recipe(args['dataset'], args['method'], args['sampler'], data['train'].shape[0], device, seed)
+    untrained = copy.deepcopy(chains)                      # the sampler with a frozen copy of the untrained model
+    start = time.perf_counter()
+    run = _train_loop(trainer, data['train'], args['steps'], batch_size, torch.Generator(device).manual_seed(seed))
+    metrics = {**args, 'device': str(device), 'threads': torch.get_num_threads(), 'torchebm_nb': torchebm_nb.__version__,
+               'steps_done': run['steps_done'], 'interrupted': run['interrupted'], 'seconds': time.perf_counter() - start,
+               'final_loss': run['losses'][-1] if run['losses'] else None, 'loss_every_10_steps': run['losses']}
+    samples, pair = None, {'trained': chains, 'untrained': untrained}
+    buffer = trainer.loss_fn.replay_buffer if args['method'] == 'pcd' else None
+    try:
+        if not run['interrupted']:
+            metrics['samples'], samples = (_evaluate_images(pair, (data['train'], data['labels']), data['test'], buffer, seed)
+                                           if images else _evaluate_points(pair, data['test'], data['second'], seed))
+    except KeyboardInterrupt: metrics['interrupted'] = True   # during the evaluation: the training's numbers are kept
+    _write_json(metrics, folder / 'metrics.json')         # first, so that a second Ctrl-C cannot lose it
+    metrics['figure'] = _save_demo_figure(images, model, data, samples, folder)
+    _write_json(metrics, folder / 'metrics.json')
+    _report(metrics, folder)
+    return metrics
+
 # %% ../nbs/80_cli.ipynb #a5c4626c
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='torchebm-nb', description='torchebm_nb: energy-based models in PyTorch.')
     parser.add_argument('--version', action='version', version=f'torchebm_nb {torchebm_nb.__version__}')
     sub = parser.add_subparsers(dest='command')
     sub.add_parser('info', help='versions, devices and exported components')
-    d = sub.add_parser('demo', help='sample the 2-D double well with Langevin and HMC (the default command)')
-    d.add_argument('--chains', type=int, default=4096, help='chains per sampler (default 4096)')
-    d.add_argument('--steps', type=int, default=500, help='Langevin steps (default 500)')
+    d = sub.add_parser('demo', help='train a small EBM and write a figure and metrics (the default command)')
+    d.add_argument('--dataset', choices=DEMO_DATASETS, default='eight-gaussians', help='what to learn (default eight-gaussians)')
+    d.add_argument('--method', choices=DEMO_METHODS, default='pcd',
+                   help="pcd (persistent CD, default), cd, or sample: only sample the 2-D double well with Langevin and HMC")
+    d.add_argument('--sampler', choices=DEMO_SAMPLERS, default='langevin', help='sampler of the negatives (default langevin)')
+    d.add_argument('--steps', type=int, default=None,
+                   help=f"optimiser steps (default {DEMO_STEPS['2d']}, digits {DEMO_STEPS['digits']}); --method sample: Langevin steps (500)")
     d.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    d.add_argument('--plot', default=None, help='save a PNG of the samples to this path (needs matplotlib)')
+    d.add_argument('--device', default='cpu', help="where to train: cpu (default), cuda, cuda:1, ...")
+    d.add_argument('--out-dir', default=None, help='output folder (default ./demo-results/<date>_<time>/)')
+    d.add_argument('--chains', type=int, default=None, help='--method sample: chains per sampler (default 4096)')
+    d.add_argument('--plot', default=None, help='--method sample: save a PNG of the samples to this path (needs matplotlib)')
     sub.add_parser('bench', add_help=False, help='the auto-discovering benchmark suite (torchebm-nb bench --help; --quick for a smoke run)')
     return parser
+
+# %% ../nbs/80_cli.ipynb #a061723f
+def _run_demo(args: argparse.Namespace, # the parsed `demo` arguments
+              parser: argparse.ArgumentParser, # for usage errors (exit 2)
+              threads: str, # set_default_threads' line
+             ) -> int: # the exit code
+    "Dispatch `demo`: the sampling demo (`--method sample`) or a training run; usage errors exit 2, an unwritable folder 1, Ctrl-C 130."
+    if args.steps is not None and args.steps < 1: parser.error("--steps must be ≥ 1")
+    if args.method == 'sample':
+        if args.chains is not None and args.chains < 1: parser.error("--chains must be ≥ 1")
+        print(threads)
+        try: demo(n_chains=args.chains or 4096, n_steps=args.steps or 500, seed=args.seed, plot=args.plot)
+        except ImportError as e: parser.error(str(e))   # --plot without matplotlib
+        return 0
+    if args.chains is not None or args.plot is not None: parser.error("--chains and --plot apply to --method sample only")
+    try: _check_demo_args(args.dataset, args.method, args.sampler, args.steps, args.seed, args.device)
+    except (TypeError, ValueError) as e: parser.error(str(e))
+    print(f"torchebm_nb {torchebm_nb.__version__} demo: {args.dataset}, {args.method} with {args.sampler}, "
+          f"seed {args.seed}, device {args.device}, {threads}", flush=True)
+    try: metrics = train_demo(args.dataset, args.method, args.sampler, args.steps, args.seed, args.device, args.out_dir)
+    except OSError as e:
+        print(f"torchebm-nb demo: {e}", file=sys.stderr); return 1
+    if metrics['interrupted']:
+        print(f"torchebm-nb demo: interrupted after {metrics['steps_done']} of {metrics['steps']} steps; "
+              "what existed is saved (metrics.json has \"interrupted\": true)", file=sys.stderr)
+        return 130
+    return 0
 
 def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:])
         ) -> int:
@@ -116,16 +434,8 @@ def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:
         from torchebm_nb.bench import main as bench_main
         return bench_main(argv[1:], prog='torchebm-nb bench')
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv if argv else ['demo'])   # no command: the training demo with its defaults
     threads = set_default_threads()
-    command = args.command or 'demo'
-    if command == 'info': print(info())
-    elif command == 'demo':
-        for flag in ('chains', 'steps'):
-            if getattr(args, flag, 1) < 1: parser.error(f"--{flag} must be ≥ 1")
-        print(threads)
-        try:
-            if args.command is None: demo()
-            else: demo(n_chains=args.chains, n_steps=args.steps, seed=args.seed, plot=args.plot)
-        except ImportError as e: parser.error(str(e))   # --plot without matplotlib
+    if args.command == 'info': print(info()); return 0
+    if args.command == 'demo': return _run_demo(args, parser, threads)
     return 0

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..core.base_loss import BaseLoss
 from ..core.base_model import BaseModel
-from ..core.base_module import check_batch, patch_override, resolve_generator
+from ..core.base_module import check_batch, check_model_kwargs, patch_override, resolve_generator
 from ..core.validation import check_bool, check_instance, check_int, check_real, describe_type
 from .contrastive_divergence import ContrastiveDivergence
 from ..samplers.langevin_dynamics import LangevinDynamics
@@ -129,13 +129,24 @@ def _sampler_energy(sampler, classifier: nn.Module) -> ClassifierEnergy:
     return energy
 
 # %% ../../nbs/40_losses/07_jem.ipynb #078d0e1a
+def _labels_from(y: Optional[torch.Tensor], model_kwargs: Optional[dict]) -> torch.Tensor:
+    "The labels, given as `y` or as `model_kwargs={'y': ...}` (once); JEM's classifier takes no other conditioning."
+    extra = check_model_kwargs(model_kwargs)
+    if set(extra) - {'y'}: raise ValueError(f"model_kwargs may only hold 'y' (the labels) for JEMLoss; got keys {sorted(extra)}")
+    if 'y' in extra and y is not None: raise ValueError("y was given both as y= and inside model_kwargs; pass it once")
+    y = extra.get('y', y)
+    if y is None: raise TypeError("y is required: JEMLoss needs the batch's labels; pass y= (or model_kwargs={'y': labels})")
+    return y
+
 @patch_override
 def forward(self: JEMLoss, x: torch.Tensor, # the data batch (B, *S), in the range of `noise_range`
-            y: torch.Tensor, # its class labels (B,), integers in [0, C)
+            y: Optional[torch.Tensor] = None, # its class labels (B,), integers in [0, C) (or in model_kwargs['y'])
             generator: Optional[torch.Generator] = None, # RNG of the call (or an int seed)
+            *, model_kwargs: Optional[dict] = None, # {'y': labels}: how BaseTrainer hands a batch's labels over
            ) -> Tuple[torch.Tensor, torch.Tensor]: # (loss 0-d, negatives (B, *S) detached)
     "The JEM loss for a labelled batch and the negatives drawn for it (an empty batch of negatives when w_gen = 0)."
     check_batch(x)
+    y = _labels_from(y, model_kwargs)
     check_labels(y, x.shape[0])
     generator = resolve_generator(generator, self.device)
     x = x.to(device=self.device, dtype=self.dtype)
