@@ -69,6 +69,9 @@ def _identity_metric(x): return torch.eye(x.shape[-1], dtype=x.dtype, device=x.d
 
 def _img(c): return torch.randn(c['chains'], 1, 8, 8, device=c['device'])
 def _labels(c): return torch.arange(c['chains'], device=c['device']) % 10
+def _all_pairs(c): return torch.ones(c['dim'], c['dim']) - torch.eye(c['dim'])   # symmetric couplings, zero diagonal
+def _spins(c): return torch.randint(0, 2, (c['chains'], c['dim']), device=c['device']).float() * 2 - 1
+def _bits(c): return torch.randint(0, 2, (c['chains'], c['dim']), device=c['device']).float()
 
 def _wide_resnet(c):
     from torchebm_nb.models import WideResNetEnergy
@@ -116,6 +119,9 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     'ConvEnergy': lambda c: dict(in_channels=1, channels=(16, 32)),
     'WideResNetEnergy': lambda c: dict(in_channels=1, n_classes=10, depth=10, widen_factor=1),
     'JEMLoss': lambda c: dict(classifier=_wide_resnet(c), k_steps=5, buffer_size=256, device=c['device']),
+    'RBM': lambda c: dict(n_visible=c['dim'], n_hidden=8, device=c['device']),
+    'IsingModel': lambda c: dict(couplings=_all_pairs(c)),
+    'PottsModel': lambda c: dict(couplings=_all_pairs(c), n_states=3),
 }
 
 # %% ../nbs/85_bench.ipynb #293f2cdc
@@ -124,6 +130,9 @@ MODEL_INPUTS: Dict[str, Callable[[dict], tuple]] = {   # what to feed models (de
     'TimeConditionedMLP': lambda c: (_x(c), _t(c)),
     'ConvEnergy': lambda c: (_img(c),),
     'WideResNetEnergy': lambda c: (_img(c),),
+    'RBM': lambda c: (_bits(c),),
+    'IsingModel': lambda c: (_spins(c),),
+    'PottsModel': lambda c: (torch.randint(0, 3, (c['chains'], c['dim']), device=c['device']),),
 }
 LOSS_INPUTS: Dict[str, Callable[[dict], tuple]] = {    # what to feed losses (default: (x,))
     'JEMLoss': lambda c: (_img(c), _labels(c)),

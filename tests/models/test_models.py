@@ -43,7 +43,7 @@ def small_dit(**kw):
 
 
 def test_exports_are_exactly_the_contract_plus_mlp_energy():
-    assert set(models.__all__) == API_NAMES | {'MLPEnergy', 'ConvEnergy', 'WideResNetEnergy'}
+    assert set(models.__all__) == API_NAMES | {'MLPEnergy', 'ConvEnergy', 'WideResNetEnergy', 'RBM', 'IsingModel', 'PottsModel', 'lattice_couplings'}
     assert len(models.__all__) == len(set(models.__all__))
     for name in models.__all__: assert getattr(models, name) is not None
     from torchebm_nb.models import components

@@ -1,4 +1,4 @@
-"""Models: the DiT and MLP backbones, the convolutional energies ConvEnergy and WideResNetEnergy, the wrappers EqMEnergy, InteractionModel and ClassifierFreeGuidance, and their components (see nbs/50_data_models/)."""
+"""Models: the DiT and MLP backbones, the convolutional energies ConvEnergy and WideResNetEnergy, the discrete RBM, IsingModel and PottsModel, the wrappers EqMEnergy, InteractionModel and ClassifierFreeGuidance, and their components (see nbs/50_data_models/)."""
 from .components import (MLPTimestepEmbedder, LabelEmbedder, build_2d_sincos_pos_embed, ConvPatchEmbed2d, patchify2d,
                          unpatchify2d, FeedForward, MultiheadSelfAttention, AdaLNZeroBlock, AdaLNZeroMLPBlock,
                          AdaLNZeroLinearHead, AdaLNZeroPatchHead)
@@ -8,6 +8,8 @@ from .mlp import TimeConditionedMLP, MLPEnergy
 from .conv import ConvEnergy, WideResNetEnergy
 from .conditional_transformer_2d import ConditionalTransformer2D
 from .wrappers import ClassifierFreeGuidance, InteractionModel, EqMEnergy
+from .rbm import RBM
+from .lattice import IsingModel, PottsModel, lattice_couplings
 
 __all__ = [
     'DiT', 'TimeConditionedMLP',
@@ -18,5 +20,6 @@ __all__ = [
     'FeedForward', 'MultiheadSelfAttention', 'AdaLNZeroBlock', 'AdaLNZeroMLPBlock', 'AdaLNZeroLinearHead',
     'AdaLNZeroPatchHead',
     'MLPEnergy',  # a torchebm_nb addition: a plain MLP energy for tutorials
+    'RBM', 'IsingModel', 'PottsModel', 'lattice_couplings',  # torchebm_nb additions: discrete energy-based models
     'ConvEnergy', 'WideResNetEnergy',  # torchebm_nb additions: IGEBM-style and JEM wide-ResNet image energies
 ]
