@@ -70,6 +70,14 @@ def _identity_metric(x): return torch.eye(x.shape[-1], dtype=x.dtype, device=x.d
 def _img(c): return torch.randn(c['chains'], 1, 8, 8, device=c['device'])
 def _labels(c): return torch.arange(c['chains'], device=c['device']) % 10
 def _all_pairs(c): return torch.ones(c['dim'], c['dim']) - torch.eye(c['dim'])   # symmetric couplings, zero diagonal
+
+def _rbm(c):
+    from torchebm_nb.models import RBM
+    return RBM(n_visible=c['dim'], n_hidden=8, device=c['device'])
+
+def _ising(c):   # a ferromagnet on the complete graph, weak enough to mix: the discrete samplers' and losses' energy
+    from torchebm_nb.models import IsingModel
+    return IsingModel(couplings=_all_pairs(c) / c['dim']).to(c['device'])
 def _spins(c): return torch.randint(0, 2, (c['chains'], c['dim']), device=c['device']).float() * 2 - 1
 def _bits(c): return torch.randint(0, 2, (c['chains'], c['dim']), device=c['device']).float()
 
@@ -120,6 +128,12 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     'WideResNetEnergy': lambda c: dict(in_channels=1, n_classes=10, depth=10, widen_factor=1),
     'JEMLoss': lambda c: dict(classifier=_wide_resnet(c), k_steps=5, buffer_size=256, device=c['device']),
     'RBM': lambda c: dict(n_visible=c['dim'], n_hidden=8, device=c['device']),
+    'GibbsSampler': lambda c: dict(model=_ising(c)),
+    'GibbsWithGradients': lambda c: dict(model=_ising(c)),
+    'DiscreteMetropolisAdjustedLangevin': lambda c: dict(model=_ising(c)),
+    'DMALA': lambda c: dict(model=_ising(c)),
+    'PseudoLikelihoodLoss': lambda c: dict(model=_rbm(c), states='binary'),   # an RBM: parameters to differentiate
+    'RatioMatchingLoss': lambda c: dict(model=_rbm(c), states='binary'),
     'IsingModel': lambda c: dict(couplings=_all_pairs(c)),
     'PottsModel': lambda c: dict(couplings=_all_pairs(c), n_states=3),
 }
@@ -136,6 +150,8 @@ MODEL_INPUTS: Dict[str, Callable[[dict], tuple]] = {   # what to feed models (de
 }
 LOSS_INPUTS: Dict[str, Callable[[dict], tuple]] = {    # what to feed losses (default: (x,))
     'JEMLoss': lambda c: (_img(c), _labels(c)),
+    'PseudoLikelihoodLoss': lambda c: (_bits(c),),
+    'RatioMatchingLoss': lambda c: (_bits(c),),
 }
 
 _BLOCK = 'a building block of DiT / TimeConditionedMLP; its cost is inside those backbones\' benchmarks'

@@ -9,8 +9,10 @@ from .flow import FlowSampler, PredictionType
 from .adaptation import AdaptationResult, DualAveragingScheduler, WindowAdaptation, adaptation_windows, window_adaptation
 from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
 from .parallel_tempering import ParallelTempering, ReplicaExchange
+from .gibbs import GibbsSampler
+from .gradient_discrete import GibbsWithGradients, DiscreteMetropolisAdjustedLangevin, DMALA
 
-__all__ = ['LangevinDynamics', 'clipped_force', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
+__all__ = ['GibbsSampler', 'GibbsWithGradients', 'DiscreteMetropolisAdjustedLangevin', 'DMALA', 'LangevinDynamics', 'clipped_force', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
            'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
            'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'WindowAdaptation', 'adaptation_windows', 'window_adaptation',
            'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule',
