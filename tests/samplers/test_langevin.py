@@ -4,7 +4,7 @@ import torch
 
 
 def test_every_mcmc_sampler_infers_dim_from_a_gaussian():
-    "BaseSampler._infer_dim: a model with a `mean` gives the event shape, for Langevin as for HMC."
+    "BaseSampler.infer_event_shape: a model with a `mean` gives the event shape, for Langevin as for HMC."
     from torchebm_nb.core import GaussianModel
     from torchebm_nb.samplers import HamiltonianMonteCarlo, LangevinDynamics
     model = GaussianModel(torch.zeros(3), torch.eye(3))

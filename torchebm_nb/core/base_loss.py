@@ -337,7 +337,7 @@ def _stratified_read(self: BaseContrastiveDivergence, batch_size: int, generator
         stride = self.buffer_size // B
         idx = torch.arange(B, device=self.device) * stride
         idx += torch.randint(0, stride, (B,), generator=generator, device=self.device)
-    return self.replay_buffer[idx].clone()
+    return self.replay_buffer[idx]   # indexing with a tensor already copies: the caller may write into the rows
 
 @patch
 def _perturb_some(self: BaseContrastiveDivergence, start: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:

@@ -87,7 +87,7 @@ def context(self: BaseSampler, model_kwargs: Optional[Dict[str, Any]] = None, # 
     return ChainContext(self.model, self._merge_condition(model_kwargs, y), resolve_generator(generator, self.device))
 
 @patch
-def _infer_dim(self: BaseSampler) -> Optional[Tuple[int, ...]]:
+def infer_event_shape(self: BaseSampler) -> Optional[Tuple[int, ...]]:
     "The event shape when neither x nor dim is given: the model's `mean` width when it has one (a Gaussian), else None."
     mean = getattr(self.model, 'mean', None)
     return (int(mean.shape[-1]),) if torch.is_tensor(mean) and mean.ndim >= 1 else None
@@ -109,7 +109,7 @@ def initial_state(self: BaseSampler, x: Optional[torch.Tensor] = None, # startin
     shape = _event_shape(dim) if dim is not None else None
     if x is None:
         if shape is None:
-            shape = self._infer_dim()
+            shape = self.infer_event_shape()
             if shape is None: raise ValueError("dim must be provided when x is None")
         n_samples = check_int(n_samples, 'n_samples')
         return torch.randn((n_samples, *shape), generator=generator, device=self.device, dtype=self.dtype)

@@ -95,7 +95,7 @@ class BinaryGradientSampler(BaseSampler):
 
 # %% ../../nbs/20_samplers/11_gradient_discrete.ipynb #9d00000e
 @patch_override
-def _infer_dim(self: BinaryGradientSampler) -> Optional[Tuple[int, ...]]:
+def infer_event_shape(self: BinaryGradientSampler) -> Optional[Tuple[int, ...]]:
     "The event shape when neither x nor dim is given: the model's `n_sites` (Ising, Potts) or `n_visible` (RBM)."
     for name in ('n_sites', 'n_visible'):
         n = getattr(self.model, name, None)
