@@ -29,6 +29,7 @@ class BaseSampler(Schedulable, TorchEBMModule, ABC):
     optimal_acceptance: Optional[float] = None  # Metropolis-corrected samplers: the acceptance rate adaptation aims at
     check_convergence: bool = True   # warn (UnconvergedWarning, once per object) when a run is plainly unconverged
     checks_on_read: bool = False     # `sample` checks the run's schedules (whole or per step), not reads of `step_size` & co.
+    discrete: bool = False           # the chains live on a finite alphabet: fresh chains come from `initial_state`, never Gaussian noise
 
     def __init__(self, model: nn.Module, # the energy model (or the field, for flow samplers)
                  dtype: torch.dtype = torch.float32, # dtype of the chains

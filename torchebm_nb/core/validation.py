@@ -5,11 +5,14 @@
 # %% ../../nbs/00_core/00a_validation.ipynb #00221a93
 from __future__ import annotations
 import math
+import threading
 import numbers
+from contextlib import contextmanager
 from typing import Any, Optional, Tuple, Union
 
 # %% auto #0
-__all__ = ['is_int', 'is_real', 'check_int', 'check_real', 'check_bool', 'check_seed', 'describe_type', 'check_instance']
+__all__ = ['is_int', 'is_real', 'check_int', 'check_real', 'check_bool', 'check_seed', 'describe_type', 'check_instance',
+           'skip_value_checks', 'value_checks_enabled']
 
 # %% ../../nbs/00_core/00a_validation.ipynb #5be3a039
 def is_int(value: Any, # anything
@@ -112,3 +115,17 @@ def check_instance(value: Any, # the argument
         expected = f"a {names[0]}" if len(names) == 1 else f"one of {', '.join(names)}"
         if allow_callable: expected += " or a callable"
     raise TypeError(f"{name} must be {expected}; got {describe_type(value)}")
+
+# %% ../../nbs/00_core/00a_validation.ipynb #09d24712
+_VALUE_CHECKS = threading.local()   # per thread: how many skip_value_checks blocks are open
+
+@contextmanager
+def skip_value_checks():
+    "Inside the block, models skip value checks that need a host synchronisation (the caller has checked the states)."
+    _VALUE_CHECKS.depth = getattr(_VALUE_CHECKS, 'depth', 0) + 1
+    try: yield
+    finally: _VALUE_CHECKS.depth -= 1
+
+def value_checks_enabled() -> bool:
+    "False inside `skip_value_checks()` (in this thread), else True."
+    return getattr(_VALUE_CHECKS, 'depth', 0) == 0

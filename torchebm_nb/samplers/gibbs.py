@@ -161,6 +161,7 @@ class GibbsSampler(BaseSampler):
     "Gibbs sampling of an RBM (block: v → h → v), or of an Ising or Potts model (single-site or checkerboard sweeps)."
     diagnostic_keys = ('mean', 'var', 'energy')
     sample = mcmc_sample   # `sample()`: the thin shell over `run_chain`
+    discrete = True        # chains on a finite alphabet (or a Gaussian RBM's visible layer): fresh chains come from `initial_state`
 
     def __init__(self, model: nn.Module, # an RBM, IsingModel or PottsModel (torchebm_nb.models)
                  scan: Optional[str] = None, # 'systematic', 'random', 'checkerboard' or 'block'; None: the model's default

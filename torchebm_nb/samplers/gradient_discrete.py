@@ -16,7 +16,7 @@ from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, mcmc_sample
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
 from ..core.mcmc import ChainContext, StepInfo, nonfinite_energies
-from ..core.validation import check_instance
+from ..core.validation import check_instance, skip_value_checks
 
 # %% auto #0
 __all__ = ['ALPHABETS', 'DMALA', 'resolve_alphabet', 'flipped', 'flip_change', 'gwg_log_proposal', 'dmala_log_flip',
@@ -74,6 +74,7 @@ class BinaryChainState:
 class BinaryGradientSampler(BaseSampler):
     "Base of Metropolis-corrected samplers on binary states with gradient-informed proposals: alphabet, start, state."
     sample = mcmc_sample   # `sample()`: the thin shell over `run_chain`, with conditioning
+    discrete = True        # chains on a finite alphabet: losses draw fresh chains with `initial_state`, never Gaussian noise
     diagnostic_keys = ('mean', 'var', 'energy', 'acceptance_rate')
 
     def __init__(self, model: nn.Module, # the energy E; it must accept real-valued inputs (for autograd) at valid states
@@ -134,7 +135,7 @@ def step(self: GibbsWithGradients, state: BinaryChainState, # the chains
     index = (log_q - noise.log_()).argmax(1, keepdim=True)   # Gumbel-max: i ~ q(· | x), no host sync
     flat = x.reshape(x.shape[0], -1)
     x1 = flat.scatter(1, index, flipped(flat.gather(1, index), self.alphabet)).view_as(x)
-    energy1, gradient1 = ctx.energy_and_gradient(x1)
+    with skip_value_checks(): energy1, gradient1 = ctx.energy_and_gradient(x1)   # x1 is in the alphabet by construction
     log_q1 = gwg_log_proposal(x1, gradient1, self.alphabet)
     log_ratio = (state.energy - energy1) + (log_q1.gather(1, index) - log_q.gather(1, index)).squeeze(1)
     accept = x.new_empty(x.shape[0]).uniform_(generator=ctx.generator).log_() < log_ratio   # NaN: rejected
@@ -174,7 +175,7 @@ def step(self: DiscreteMetropolisAdjustedLangevin, state: BinaryChainState, # th
     log_flip, log_stay = dmala_log_flip(x, state.gradient, step_size, self.alphabet)
     flips = torch.empty_like(x).uniform_(generator=ctx.generator).log_() < log_flip
     x1 = torch.where(flips, flipped(x, self.alphabet), x)
-    energy1, gradient1 = ctx.energy_and_gradient(x1)
+    with skip_value_checks(): energy1, gradient1 = ctx.energy_and_gradient(x1)   # x1 is in the alphabet by construction
     back_flip, back_stay = dmala_log_flip(x1, gradient1, step_size, self.alphabet)
     forward = torch.where(flips, log_flip, log_stay).reshape(x.shape[0], -1).sum(1)
     backward = torch.where(flips, back_flip, back_stay).reshape(x.shape[0], -1).sum(1)
