@@ -10,6 +10,7 @@ from torch import nn
 
 from torchebm_nb.models import RBM, IsingModel, PottsModel
 from torchebm_nb.samplers.gibbs import GibbsSampler
+from counting import CountingIsing, CountingPotts, CountingRBM
 
 Z_MAX = 4.5   # largest |z| allowed over every statistic of a test (≤ 66 statistics: a false alarm ~ 5e-4)
 
@@ -18,25 +19,6 @@ def _couplings(n, scale, seed):
     g = torch.Generator().manual_seed(seed)
     J = (torch.randn(n, n, generator=g, dtype=torch.float64) * scale).triu(1)
     return J + J.T, torch.randn(n, generator=g, dtype=torch.float64) * 0.3
-
-
-class CountingIsing(IsingModel):
-    "An Ising model that counts calls of its value-checking methods."
-    calls = 0
-    def forward(self, s): self.calls += 1; return super().forward(s)
-    def local_fields(self, s): self.calls += 1; return super().local_fields(s)
-
-
-class CountingPotts(PottsModel):
-    calls = 0
-    def forward(self, sigma): self.calls += 1; return super().forward(sigma)
-    def conditional_logits(self, sigma): self.calls += 1; return super().conditional_logits(sigma)
-
-
-class CountingRBM(RBM):
-    calls = 0
-    def forward(self, v): self.calls += 1; return super().forward(v)
-    def hidden_probs(self, v): self.calls += 1; return super().hidden_probs(v)
 
 
 def _random_rbm(seed=3, cls=RBM):

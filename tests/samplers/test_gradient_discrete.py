@@ -1,6 +1,7 @@
 """Gibbs-with-Gradients and DMALA on binary states (issue 16): moments against exact enumeration (Ising, RBM), detailed
 balance of the exact one-step kernel on tiny models, the kernel against one sampled step, acceptance in the diagnostics,
-seeded reproducibility, and bad input refused before the model is evaluated."""
+seeded reproducibility, bad input refused before the model is evaluated, and no per-step host sync (steps evaluate
+the model inside skip_value_checks(); only the start is checked)."""
 import itertools
 import math
 
@@ -221,3 +222,39 @@ def test_sensible_values_still_work(make):
     assert out.shape == (3, 4) and set(out.unique().tolist()) <= {0.0, 1.0}
     assert model.calls > 0
     assert make(CountingBits()).sample(dim=4, n_samples=2, n_steps=2, generator=0).shape == (2, 4)
+
+
+# ----------------------------------------------------------------------------------------------- no per-step host sync
+class RecordingIsing(BaseModel):
+    "Wraps an IsingModel; records, at each call, whether the model's value checks (a host sync) were on."
+    def __init__(self, model):
+        super().__init__(dtype=F64)
+        self.model, self.site_values, self.n_sites = model, model.site_values, model.n_sites
+        self.checks = []
+    def forward(self, s):
+        from torchebm_nb.core.validation import value_checks_enabled
+        self.checks.append(value_checks_enabled())
+        return self.model(s)
+
+
+@pytest.mark.parametrize('cls', [GibbsWithGradients, DMALA])
+def test_steps_evaluate_the_model_with_value_checks_off(cls):
+    "The start is checked once (value checks on); every one of the n_steps evaluations runs inside skip_value_checks()."
+    model = RecordingIsing(random_ising(6, 2))
+    n_steps = 7
+    out = cls(model, dtype=F64).sample(n_samples=3, n_steps=n_steps, generator=0)
+    assert set(out.unique().tolist()) <= {-1.0, 1.0}
+    assert model.checks == [True] + [False] * n_steps   # the start checked once, then no value check in any step
+
+
+def test_ising_value_checks_only_outside_the_skip_block():
+    from torchebm_nb.core.validation import skip_value_checks
+    model = random_ising(4, 1)
+    halves = torch.full((2, 4), 0.5, dtype=F64)
+    with pytest.raises(ValueError, match='s must hold spins'): model(halves)
+    with pytest.raises(ValueError, match='s must hold spins'): model.local_fields(halves)
+    with skip_value_checks():
+        assert model(halves).shape == (2,)                  # the values are not read: no error, no host sync
+        assert model.local_fields(halves).shape == (2, 4)
+        with pytest.raises(ValueError, match=r'\(B, 4\)'): model(torch.ones(2, 5, dtype=F64))   # shapes still are
+    with pytest.raises(ValueError, match='s must hold spins'): model(halves)   # and the checks come back after it

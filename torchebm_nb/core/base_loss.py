@@ -305,7 +305,8 @@ def initial_chains(self: BaseContrastiveDivergence, shape: Tuple[int, ...], # (b
                    init_noise_scale: float, # the scale of the Gaussian noise
                    generator: Optional[torch.Generator] = None, # RNG of the draw
                   ) -> torch.Tensor:
-    "The replay buffer's chains before burn-in: `init_noise_scale`·N(0, I) (a subclass may draw them otherwise)."
+    "The replay buffer's chains before burn-in: fresh states of a discrete sampler, else `init_noise_scale`·N(0, I)."
+    if self.discrete_chains: return self.fresh_chains(shape[0], tuple(shape[1:]), generator)
     return torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype).mul_(init_noise_scale)
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #8be84bcf
@@ -341,13 +342,29 @@ def _stratified_read(self: BaseContrastiveDivergence, batch_size: int, generator
 
 @patch
 def _perturb_some(self: BaseContrastiveDivergence, start: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    "Add 0.01·N(0, I) to a random `new_sample_ratio` share (at least one) of the start points, for exploration."
+    "Refresh a random `new_sample_ratio` share (at least one) of the start points: fresh states (discrete sampler), else + 0.01·N(0, I)."
     if self.new_sample_ratio > 0:
         B = start.shape[0]
         n_new = max(1, int(B * self.new_sample_ratio))
         rows = torch.randperm(B, generator=generator, device=self.device)[:n_new]
-        start[rows] += 0.01 * torch.randn((n_new, *start.shape[1:]), generator=generator, device=self.device, dtype=start.dtype)
+        if self.discrete_chains: start[rows] = self.fresh_chains(n_new, tuple(start.shape[1:]), generator).to(start.dtype)
+        else: start[rows] += 0.01 * torch.randn((n_new, *start.shape[1:]), generator=generator, device=self.device, dtype=start.dtype)
     return start
+
+# %% ../../nbs/00_core/09_base_loss.ipynb #b1d5c0a2
+@patch(as_prop=True)
+def discrete_chains(self: BaseContrastiveDivergence) -> bool:
+    "Whether the sampler's chains live on a finite alphabet (`sampler.discrete is True`): fresh chains then come from its `initial_state`."
+    return getattr(self.sampler, 'discrete', False) is True
+
+@patch
+def fresh_chains(self: BaseContrastiveDivergence, n: int, # how many chains
+                 shape: Tuple[int, ...], # the shape of one chain
+                 generator: Optional[torch.Generator] = None, # RNG of the draw
+                ) -> torch.Tensor: # (n, *shape) on the loss's device and dtype
+    "New chains from a discrete sampler: `sampler.initial_state(None, dim=shape, n_samples=n, generator=generator)`."
+    chains = self.sampler.initial_state(None, dim=tuple(shape), n_samples=n, generator=generator)
+    return chains.to(device=self.device, dtype=self.dtype)
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #5237ae9c
 @patch

@@ -65,6 +65,24 @@ def _check_recipe(start, noise_range, buffer_augmentation, persistent) -> dict:
     return dict(start=start, noise_range=noise_range, buffer_augmentation=buffer_augmentation,
                 _augmentation_takes_generator=buffer_augmentation is not None and _takes_generator(buffer_augmentation))
 
+# %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #e2b7d001
+def _check_discrete_options(sampler, # the loss's sampler
+                            noise_range, # the checked noise_range (None or a pair)
+                            add_noise_to_real: bool, # the checked add_noise_to_real
+                           ) -> None:
+    "Refuse what cannot apply to a discrete sampler (`sampler.discrete is True`): Gaussian or uniform real-valued noise."
+    if getattr(sampler, 'discrete', False) is not True: return
+    name = type(sampler).__name__
+    if noise_range is not None:
+        raise ValueError(f"noise_range does not apply to a discrete sampler ({name}), whose fresh chains are uniform states "
+                         f"of its alphabet from sampler.initial_state; got noise_range={noise_range!r}, expected None")
+    if add_noise_to_real:
+        raise ValueError(f"add_noise_to_real=True would move the data off the alphabet of the discrete sampler ({name}); "
+                         "got add_noise_to_real=True, expected False")
+    if not callable(getattr(sampler, 'initial_state', None)):
+        raise TypeError(f"sampler says discrete=True but has no callable initial_state(x, dim=, n_samples=, generator=) "
+                        f"to draw fresh chains; got {describe_type(sampler)}")
+
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #fc1cb6e9
 class ContrastiveDivergence(BaseContrastiveDivergence):
     "CD-k (or PCD with `persistent=True`): mean E(x⁺) − mean E(x⁻) + λ(mean E(x⁺)² + mean E(x⁻)²), negatives from `k_steps` sampler steps."
@@ -74,7 +92,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                  persistent: bool = False, # continue chains from a replay buffer (PCD) instead of starting at the data
                  buffer_size: int = 10000, # replay-buffer capacity (persistent mode), ≥ 1
                  init_steps: int = 100, # burn-in sampler steps when the buffer is filled, ≥ 0
-                 new_sample_ratio: float = 0.05, # share of start points perturbed by 0.01·N(0, I) (replaced by noise with noise_range), in [0, 1]
+                 new_sample_ratio: float = 0.05, # share of start points perturbed by 0.01·N(0, I) (replaced: by noise with noise_range, by fresh states for a discrete sampler), in [0, 1]
                  energy_reg_weight: float = 0.001, # λ of the energy penalty, ≥ 0
                  add_noise_to_real: bool = False, # perturb the data by noise_scale·N(0, I) before evaluating E
                  noise_scale: float = 1e-4, # scale of that perturbation, ≥ 0
@@ -86,6 +104,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         options = dict(energy_reg_weight=check_real(energy_reg_weight, 'energy_reg_weight', minimum=0),
                        add_noise_to_real=check_bool(add_noise_to_real, 'add_noise_to_real'),
                        noise_scale=check_real(noise_scale, 'noise_scale', minimum=0))
+        _check_discrete_options(sampler, recipe['noise_range'], options['add_noise_to_real'])
         super().__init__(model, sampler, k_steps, persistent, buffer_size, new_sample_ratio, init_steps, dtype, device,
                          *args, **kwargs)
         for name, value in {**options, **recipe}.items(): setattr(self, name, value)
@@ -132,6 +151,7 @@ def _call_time_options(self: ContrastiveDivergence, kwargs: dict, stacklevel: in
     "Pop the deprecated call-time options out of `kwargs` (warning once); the option values for this call."
     found = {k: kwargs.pop(k) for k in _CALL_TIME_OPTIONS if k in kwargs}
     if found: _CALL_TIME_DEPRECATION.warn(stacklevel=stacklevel)
+    if found.get('add_noise_to_real') is True: _check_discrete_options(self.sampler, None, True)
     return dict(
         energy_reg_weight=(check_real(found['energy_reg_weight'], 'energy_reg_weight', minimum=0)
                            if 'energy_reg_weight' in found else self.energy_reg_weight),
@@ -180,8 +200,9 @@ def noise_chains(self: ContrastiveDivergence, n: int, # how many chains
                  shape: Tuple[int, ...], # the shape of one chain
                  generator: Optional[torch.Generator] = None, # RNG (or an int seed)
                 ) -> torch.Tensor: # (n, *shape) on the loss's device and dtype
-    "Fresh chains: uniform on `noise_range` when it is set, else N(0, I)."
+    "Fresh chains: uniform states from a discrete sampler's `initial_state`; else uniform on `noise_range` when it is set, else N(0, I)."
     generator = resolve_generator(generator, self.device)
+    if self.discrete_chains: return self.fresh_chains(n, shape, generator)
     if self.noise_range is None: return torch.randn((n, *shape), generator=generator, device=self.device, dtype=self.dtype)
     lo, hi = self.noise_range
     return torch.rand((n, *shape), generator=generator, device=self.device, dtype=self.dtype).mul_(hi - lo).add_(lo)
@@ -253,6 +274,9 @@ class ParallelTemperingCD(ContrastiveDivergence):
         if not is_mcmc_sampler(sampler):   # the replicas advance through the step protocol, not through sample()
             raise TypeError(f"ParallelTemperingCD needs an MCMC sampler (a BaseSampler with init and step, such as "
                             f"LangevinDynamics); got {describe_type(sampler)}")
+        if getattr(sampler, 'discrete', False) is True:   # its replicas' buffer rows and tempered energies are continuous-only
+            raise ValueError(f"sampler must be a continuous-state sampler for ParallelTemperingCD; got {describe_type(sampler)} "
+                             "(discrete states): use ContrastiveDivergence(..., persistent=True) for a discrete model")
         if kwargs.get('persistent', True) is not True:
             raise ValueError(f"ParallelTemperingCD is always persistent; got persistent={kwargs['persistent']!r}")
         kwargs.pop('persistent', None)

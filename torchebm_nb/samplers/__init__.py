@@ -7,7 +7,7 @@ from .riemannian_hmc import RiemannianManifoldHMC
 from .gradient_descent import GradientDescentSampler, NesterovSampler
 from .flow import FlowSampler, PredictionType
 from .adaptation import AdaptationResult, DualAveragingScheduler, WindowAdaptation, adaptation_windows, window_adaptation
-from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule
+from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, annealing_schedule, base_rate_bias
 from .parallel_tempering import ParallelTempering, ReplicaExchange
 from .gibbs import GibbsSampler
 from .gradient_discrete import GibbsWithGradients, DiscreteMetropolisAdjustedLangevin, DMALA
@@ -15,5 +15,5 @@ from .gradient_discrete import GibbsWithGradients, DiscreteMetropolisAdjustedLan
 __all__ = ['GibbsSampler', 'GibbsWithGradients', 'DiscreteMetropolisAdjustedLangevin', 'DMALA', 'LangevinDynamics', 'clipped_force', 'HamiltonianMonteCarlo', 'MetropolisAdjustedLangevin', 'MALA', 'NoUTurnSampler', 'NUTS',
            'RiemannianManifoldHMC', 'GradientDescentSampler', 'NesterovSampler', 'FlowSampler',
            'PredictionType', 'AdaptationResult', 'DualAveragingScheduler', 'WindowAdaptation', 'adaptation_windows', 'window_adaptation',
-           'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule',
+           'AISResult', 'AnnealedEnergy', 'annealed_importance_sampling', 'annealing_schedule', 'base_rate_bias',
            'ParallelTempering', 'ReplicaExchange']

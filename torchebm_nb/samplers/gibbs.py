@@ -17,8 +17,9 @@ from ..core.validation import describe_type
 
 # %% auto #0
 __all__ = ['GIBBS_SCANS', 'discrete_kind', 'PairwiseTables', 'pairwise_tables', 'value_indices', 'pairwise_energy',
-           'draw_categorical', 'two_colouring', 'single_site_sweep', 'checkerboard_sweep', 'GibbsState', 'check_scan',
-           'GibbsSampler', 'check_states']
+           'draw_categorical', 'two_colouring', 'single_site_sweep', 'checkerboard_sweep', 'LatticeTables',
+           'lattice_tables', 'stencil_fields', 'ising_lattice_sweep', 'potts_lattice_sweep', 'lattice_energy',
+           'GibbsState', 'check_scan', 'GibbsSampler', 'check_states']
 
 # %% ../../nbs/20_samplers/10_gibbs.ipynb #14444bd4
 GIBBS_SCANS = ('systematic', 'random', 'checkerboard', 'block')   # the sweeps GibbsSampler offers
@@ -129,6 +130,89 @@ def checkerboard_sweep(indices: torch.Tensor, # value indices (B, D), long; upda
         fields += torch.einsum('sd,bsk->bdk', J[sites], change)
     return indices
 
+# %% ../../nbs/20_samplers/10_gibbs.ipynb #165b6f3c
+class LatticeTables(NamedTuple):
+    "Per-bond weights of a periodic L×W nearest-neighbour model, in the chains' dtype and on their device."
+    right: torch.Tensor    # (L, W): J between (i, j) and (i, j+1 mod W)
+    left: torch.Tensor     # (L, W): J between (i, j) and (i, j−1 mod W), `right` rolled
+    down: torch.Tensor     # (L, W): J between (i, j) and (i+1 mod L, j)
+    up: torch.Tensor       # (L, W): J between (i, j) and (i−1 mod L, j), `down` rolled
+    field: torch.Tensor    # h: (L, W) for the Ising model, (L, W, q) for Potts
+    colours: torch.Tensor  # (2, L, W) bool: the sites with i + j even, then odd
+
+def lattice_tables(model: nn.Module, # an IsingModel or PottsModel
+                   like: torch.Tensor, # chains, for the dtype and device
+                  ) -> Optional[LatticeTables]: # None: the stencil does not apply
+    "Bond weights of `model` when it is a periodic L×W nearest-neighbour lattice with even sides ≥ 3, else None."
+    shape = getattr(model, 'lattice_shape', None)
+    if shape is None: return None
+    L, W = shape
+    if L < 3 or W < 3 or L % 2 or W % 2: return None
+    J = model.couplings.detach()
+    site = torch.arange(L * W, device=J.device).reshape(L, W)
+    right, down = J[site, site.roll(-1, 1)], J[site, site.roll(-1, 0)]
+    if int(torch.count_nonzero(J)) != 2 * int(torch.count_nonzero(right) + torch.count_nonzero(down)):
+        return None   # some coupling joins sites that are not nearest neighbours
+    to = dict(dtype=like.dtype, device=like.device)
+    right, down = right.to(**to), down.to(**to)
+    field = model.field.detach().to(**to).reshape(L, W, *model.field.shape[1:])
+    parity = (torch.arange(L, device=like.device)[:, None] + torch.arange(W, device=like.device)) % 2
+    return LatticeTables(right, right.roll(1, 1), down, down.roll(1, 0), field, torch.stack([parity == 0, parity == 1]))
+
+# %% ../../nbs/20_samplers/10_gibbs.ipynb #1e04ba9b
+def stencil_fields(features: torch.Tensor, # (B, L, W) spins, or (B, L, W, k) site features
+                   lattice: LatticeTables,
+                  ) -> torch.Tensor: # local fields f, shaped like `features`
+    "f = h + the four neighbours' features weighted by their bonds, by rolls of the periodic lattice."
+    extra = (1,) * (features.ndim - 3)
+    weight = lambda t: t.reshape(t.shape + extra)
+    f = torch.mul(features.roll(-1, 2), weight(lattice.right))
+    f.addcmul_(features.roll(1, 2), weight(lattice.left))
+    f.addcmul_(features.roll(-1, 1), weight(lattice.down))
+    f.addcmul_(features.roll(1, 1), weight(lattice.up))
+    return f.add_(lattice.field)
+
+# %% ../../nbs/20_samplers/10_gibbs.ipynb #4a96dbcc
+def ising_lattice_sweep(spins: torch.Tensor, # (B, L, W) spins ±1 (not modified)
+                        lattice: LatticeTables,
+                        temperature: float, # T > 0
+                        uniforms: torch.Tensor, # (B, L, W): the uniform of each site
+                       ) -> torch.Tensor: # the spins after two half-sweeps
+    "Two checkerboard half-sweeps of the spins: a site of the colour drawn becomes +1 iff u > σ(−2f/T)."
+    B, L, W = spins.shape
+    blocks = lambda t: t.view(B, L // 2, 2, W // 2, 2)   # 2×2 blocks: a colour is two strided quarters of the lattice
+    spins = spins.clone()
+    up, down, s, u = spins.new_ones(()), spins.new_full((), -1.0), blocks(spins), blocks(uniforms)
+    for quarters in (((0, 0), (1, 1)), ((0, 1), (1, 0))):   # colour 0: i + j even; colour 1: odd
+        f = blocks(stencil_fields(spins, lattice))
+        for a, b in quarters:
+            p_down = f[:, :, a, :, b].mul(-2.0 / temperature).sigmoid_()   # p(s = −1 | rest), on this quarter only
+            s[:, :, a, :, b] = torch.where(u[:, :, a, :, b] > p_down, up, down)
+    return spins
+
+def potts_lattice_sweep(labels: torch.Tensor, # (B, L, W) long, the labels 0, …, q−1 (not modified)
+                        lattice: LatticeTables,
+                        temperature: float, # T > 0
+                        uniforms: torch.Tensor, # (B, L, W): the uniform of each site
+                       ) -> torch.Tensor: # the labels after two half-sweeps
+    "Two checkerboard half-sweeps of the labels, with logits f/T from the stencil of the one-hot features."
+    one_hot = torch.eye(lattice.field.shape[-1], dtype=uniforms.dtype, device=uniforms.device)
+    for colour in lattice.colours:
+        logits = stencil_fields(one_hot[labels], lattice).div_(temperature)
+        labels = torch.where(colour, draw_categorical(logits, uniforms), labels)
+    return labels
+
+# %% ../../nbs/20_samplers/10_gibbs.ipynb #0bd1d85f
+def lattice_energy(features: torch.Tensor, # (B, L, W) spins, or (B, L, W, k) site features
+                   lattice: LatticeTables,
+                   temperature: float, # T > 0
+                  ) -> torch.Tensor: # E (B,)
+    "The pairwise energy from the bond weights, each bond counted once."
+    extra = (1,) * (features.ndim - 3)
+    weight = lambda t: t.reshape(t.shape + extra)
+    bonds = features.roll(-1, 2) * weight(lattice.right) + features.roll(-1, 1) * weight(lattice.down)
+    return -(features * (bonds + lattice.field)).flatten(1).sum(1) / temperature
+
 # %% ../../nbs/20_samplers/10_gibbs.ipynb #ff984839
 @dataclass
 class GibbsState:
@@ -136,11 +220,16 @@ class GibbsState:
     x: torch.Tensor                          # (B, D) site values as floats
     tables: Optional[PairwiseTables] = None  # a pairwise model's tables; None for an RBM
     model: Optional[nn.Module] = None        # the RBM (its free energy is the energy)
+    lattice: Optional[LatticeTables] = None  # the bond weights when the checkerboard runs on the stencil
 
     @property
     def energy(self) -> torch.Tensor:
         "E(x), shape (B,): the pairwise energy from the tables, or the RBM's free energy."
         if self.tables is None: return self.model(self.x)
+        if self.lattice is not None:
+            features = self.x if self.tables.value_features.shape[1] == 1 else self.tables.value_features[self.x.long()]
+            return lattice_energy(features.view(self.x.shape[0], *self.lattice.right.shape, *features.shape[2:]),
+                                  self.lattice, self.tables.temperature)
         return pairwise_energy(value_indices(self.x, self.tables.values), self.tables)
 
 def check_scan(scan, # the scan asked for, or None
@@ -226,12 +315,14 @@ def check_states(x: torch.Tensor, # chains (B, D)
 def init(self: GibbsSampler, x: torch.Tensor, # chains (B, D)
          ctx: ChainContext, # the run's model and generator
         ) -> GibbsState:
-    "The state at `x` (checked against the alphabet), with the pairwise tables read once for the run."
+    "The state at `x` (checked against the alphabet), with the pairwise tables (and lattice weights) read once for the run."
     if self.kind == 'rbm':
         check_states(x, None if self.model.gaussian else x.new_tensor([0.0, 1.0]), self.n_sites)
         return GibbsState(x, None, ctx.model)
     tables = pairwise_tables(ctx.model, x)
-    return GibbsState(check_states(x, tables.values, self.n_sites), tables)
+    check_states(x, tables.values, self.n_sites)
+    lattice = lattice_tables(ctx.model, x) if self.scan == 'checkerboard' else None   # the stencil path, or the dense one
+    return GibbsState(x, tables, lattice=lattice)
 
 # %% ../../nbs/20_samplers/10_gibbs.ipynb #5fb1b228
 @patch_override
@@ -246,6 +337,11 @@ def step(self: GibbsSampler, state: GibbsState, # the chains
         return GibbsState(state.model.sample_visible(h, generator), None, state.model), StepInfo()
     tables, (B, D) = state.tables, x.shape
     uniforms = torch.rand(B, D, generator=generator, device=x.device, dtype=x.dtype)
+    if state.lattice is not None:   # the stencil checkerboard, chosen once in `init`
+        grid, T = (B, *state.lattice.right.shape), tables.temperature
+        sweep = ising_lattice_sweep if self.kind == 'ising' else potts_lattice_sweep
+        new = sweep(x.reshape(grid) if self.kind == 'ising' else x.reshape(grid).long(), state.lattice, T, uniforms.view(grid))
+        return GibbsState(new.reshape(B, D).to(x.dtype), tables, lattice=state.lattice), StepInfo()
     indices = value_indices(x, tables.values)
     if self.scan == 'checkerboard':
         sites = tuple(s.to(x.device) for s in self.colour_sites)

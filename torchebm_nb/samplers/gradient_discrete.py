@@ -29,9 +29,14 @@ def resolve_alphabet(alphabet: Optional[str], # 'binary', 'spin', or None to inf
                      model: nn.Module, # the energy; `site_values == (-1, 1)` (IsingModel) means spins
                     ) -> str: # 'binary' or 'spin'
     "The checked alphabet, or the model's: spins for a model whose sites take ±1, bits otherwise."
-    if alphabet is None: return 'spin' if tuple(getattr(model, 'site_values', ())) == (-1, 1) else 'binary'
+    values = tuple(getattr(model, 'site_values', ()))
+    if values and values != (-1, 1):   # integer labels (a PottsModel): a float chain of bits is not in its domain
+        raise ValueError(f"model must take binary states; got {type(model).__name__} with site values {values}: "
+                         "sample it with GibbsSampler")
+    if alphabet is None: return 'spin' if values else 'binary'
     check_instance(alphabet, 'alphabet', str, f"one of {ALPHABETS} or None")
     if alphabet not in ALPHABETS: raise ValueError(f"alphabet must be one of {ALPHABETS} or None; got {alphabet!r}")
+    if values and alphabet != 'spin': raise ValueError(f"alphabet must be 'spin' (or None) for a model of spins ±1; got {alphabet!r}")
     return alphabet
 
 def flipped(x: torch.Tensor, # states in `alphabet`
