@@ -221,7 +221,7 @@ class BaseContrastiveDivergence(BaseLoss):
                  k_steps: int = 1, # sampler steps per negative sample
                  persistent: bool = False, # start chains from a replay buffer (PCD) instead of the data
                  buffer_size: int = 100, # replay buffer capacity (persistent mode)
-                 new_sample_ratio: float = 0.0, # fraction of start points perturbed by 0.01·N(0, I)
+                 new_sample_ratio: float = 0.0, # fraction of start points perturbed by 0.01·N(0, I) (replaced by fresh states for a discrete sampler)
                  init_steps: int = 0, # burn-in sampler steps when the buffer is filled
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Union[str, torch.device, None] = None, # device of the loss computation

@@ -137,15 +137,18 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
         negatives = self._draw_negatives(x, generator, mk)
         return self._loss(x, negatives, mk, generator, **options), negatives
 
-    def extra_repr(self) -> str:
-        recipe = (f", start={self.start!r}" if self.start != 'data' else '') + (
-            f", noise_range={self.noise_range}" if self.noise_range is not None else '') + (
-            ", buffer_augmentation=" + getattr(self.buffer_augmentation, '__name__', type(self.buffer_augmentation).__name__)
-            if self.buffer_augmentation is not None else '')
-        return (f"k_steps={self.k_steps}, persistent={self.persistent}, buffer_size={self.buffer_size}, "
-                f"energy_reg_weight={self.energy_reg_weight:g}" + recipe)
 
 # %% ../../nbs/40_losses/00_contrastive_divergence.ipynb #3dc5eba2
+@patch_override
+def extra_repr(self: ContrastiveDivergence) -> str:
+    "The options that differ between CD losses, for `repr`."
+    recipe = (f", start={self.start!r}" if self.start != 'data' else '') + (
+        f", noise_range={self.noise_range}" if self.noise_range is not None else '') + (
+        ", buffer_augmentation=" + getattr(self.buffer_augmentation, '__name__', type(self.buffer_augmentation).__name__)
+        if self.buffer_augmentation is not None else '')
+    return (f"k_steps={self.k_steps}, persistent={self.persistent}, buffer_size={self.buffer_size}, "
+            f"energy_reg_weight={self.energy_reg_weight:g}" + recipe)
+
 @patch
 def _call_time_options(self: ContrastiveDivergence, kwargs: dict, stacklevel: int) -> dict:
     "Pop the deprecated call-time options out of `kwargs` (warning once); the option values for this call."
