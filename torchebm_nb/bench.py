@@ -13,6 +13,7 @@ from torch import nn
 
 from .core import BaseSampler, BaseIntegrator, BaseInterpolant, BaseLoss, GaussianModel
 from .core.base_integrator import BaseSDERungeKuttaIntegrator, BaseSymplecticIntegrator
+from .integrators.splitting import LangevinSplittingIntegrator
 from .cuda.runtime import kernels_available
 from .cli import set_default_threads
 from .utils.visualization import require_pyplot
@@ -81,6 +82,16 @@ def _ising(c):   # a ferromagnet on the complete graph, weak enough to mix: the 
 def _spins(c): return torch.randint(0, 2, (c['chains'], c['dim']), device=c['device']).float() * 2 - 1
 def _bits(c): return torch.randint(0, 2, (c['chains'], c['dim']), device=c['device']).float()
 
+class _RegressionEnergy(nn.Module):
+    "A minibatch energy θ, (X, y) ↦ Σₙ ½(yₙ − θᵀxₙ)², per chain: the stochastic-gradient samplers' likelihood."
+    def forward(self, theta, batch):
+        inputs, targets = batch
+        return 0.5 * (targets - theta @ inputs.T).square().sum(-1)
+
+def _regression_data(c):   # 256 rows of (x, y), so that a minibatch of 32 is 1/8 of the data
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(256, c['dim'], generator=g).to(c['device']), torch.randn(256, generator=g).to(c['device']))
+
 def _wide_resnet(c):
     from torchebm_nb.models import WideResNetEnergy
     return WideResNetEnergy(in_channels=1, n_classes=10, depth=10, widen_factor=1).to(c['device'])
@@ -102,6 +113,10 @@ OVERRIDES: Dict[str, Callable[[dict], dict]] = {
     'NesterovSampler': lambda c: dict(model=c['energy'], step_size=0.01),
     'FlowSampler': lambda c: dict(model=_field(c), integrator='rk4'),  # fixed-step: the default dopri5 records no trajectory
     'ParallelTempering': lambda c: dict(sampler=_langevin(c['energy'], c), n_replicas=2),  # wraps an MCMC sampler
+    'StochasticGradientLangevin': lambda c: dict(model=_RegressionEnergy(), data=_regression_data(c), batch_size=32,
+                                                 step_size=1e-3),
+    'StochasticGradientHMC': lambda c: dict(model=_RegressionEnergy(), data=_regression_data(c), batch_size=32,
+                                            step_size=1e-3),
     # interpolants
     'VariancePreservingInterpolant': lambda c: dict(),
     # losses
@@ -236,6 +251,9 @@ def _integrator_work(comp, ctx):
         if 'force' in inspect.signature(integ.integrate).parameters:
             work = lambda: integ.integrate({'x': x0, 'p': p0}, h, k, force=lambda x, p, t: -x, velocity=lambda x, p, t: p)
         else: work = lambda: integ.integrate({'x': x0, 'p': p0}, h, k, drift=drift)
+    elif isinstance(integ, LangevinSplittingIntegrator):   # underdamped Langevin: position, momentum and friction
+        p0 = torch.randn(n, d, device=dev)
+        work = lambda: integ.integrate({'x': x0, 'p': p0}, h, k, drift=drift, friction=1.0)
     elif isinstance(integ, BaseSDERungeKuttaIntegrator):
         work = lambda: integ.integrate({'x': x0}, h, k, drift=drift, noise_scale=torch.tensor(1.0, device=dev))
     else: work = lambda: integ.integrate({'x': x0}, h, k, drift=drift, adaptive=False)

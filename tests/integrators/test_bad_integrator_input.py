@@ -10,7 +10,8 @@ import torch
 from torchebm_nb.integrators.integrator_utils import INTEGRATOR_REGISTRY, get_integrator
 
 nan, inf = math.nan, math.inf
-NAMES = sorted(set(INTEGRATOR_REGISTRY) - {'generalized_leapfrog', 'euler'})   # aliases of other names
+NAMES = sorted(set(INTEGRATOR_REGISTRY) - {'generalized_leapfrog', 'euler',   # aliases of other names
+                                           'baoab', 'obabo', 'aboba'})   # need 'p' and friction: tests/integrators/test_langevin_splittings.py
 SYMPLECTIC = {'leapfrog', 'generalised_leapfrog'}
 ADAPTIVE = ['adaptive_heun', 'bosh3', 'dopri5', 'dopri8']
 

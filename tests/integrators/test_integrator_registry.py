@@ -7,11 +7,13 @@ from torchebm_nb.core.base_integrator import (BaseIntegrator, BaseRungeKuttaInte
                                               BaseSymplecticIntegrator)
 from torchebm_nb.integrators import _integrate_time_grid, get_integrator, resolve_integrator
 from torchebm_nb.integrators.integrator_utils import INTEGRATOR_REGISTRY
+from torchebm_nb.integrators.splitting import LangevinSplittingIntegrator
 
 API_NAMES = ['get_integrator', 'resolve_integrator', '_integrate_time_grid', 'EulerMaruyamaIntegrator',
              'BackwardEulerMaruyamaIntegrator', 'HeunIntegrator', 'LeapfrogIntegrator', 'GeneralisedLeapfrogIntegrator',
              'Dopri5Integrator', 'Dopri8Integrator', 'RK4Integrator', 'RK438Integrator', 'MidpointIntegrator',
-             'AdaptiveHeunIntegrator', 'Bosh3Integrator']
+             'AdaptiveHeunIntegrator', 'Bosh3Integrator', 'inverse_mass', 'LangevinSplittingIntegrator', 'BAOABIntegrator',
+             'OBABOIntegrator', 'ABOBAIntegrator', 'compile_splitting']
 
 TABLE = {  # name: (class name, family, adaptive / separable)
     'euler': ('EulerMaruyamaIntegrator', BaseSDERungeKuttaIntegrator, False),
@@ -28,6 +30,9 @@ TABLE = {  # name: (class name, family, adaptive / separable)
     'leapfrog': ('LeapfrogIntegrator', BaseSymplecticIntegrator, True),
     'generalised_leapfrog': ('GeneralisedLeapfrogIntegrator', BaseSymplecticIntegrator, False),
     'generalized_leapfrog': ('GeneralisedLeapfrogIntegrator', BaseSymplecticIntegrator, False),
+    'baoab': ('BAOABIntegrator', LangevinSplittingIntegrator, 'BAOAB'),   # splittings: the word of sub-steps
+    'obabo': ('OBABOIntegrator', LangevinSplittingIntegrator, 'OBABO'),
+    'aboba': ('ABOBAIntegrator', LangevinSplittingIntegrator, 'ABOBA'),
 }
 
 
@@ -42,6 +47,7 @@ def test_registry_table(name):
     ig = get_integrator(name)
     assert type(ig).__name__ == cls_name and isinstance(ig, family) and isinstance(ig, BaseIntegrator)
     if family is BaseSymplecticIntegrator: assert type(ig).separable is flag
+    elif family is LangevinSplittingIntegrator: assert type(ig).splitting == flag
     else: assert (ig.error_weights is not None) is flag
     if family is BaseRungeKuttaIntegrator: assert not isinstance(ig, BaseSDERungeKuttaIntegrator)
     assert get_integrator(name, dtype=torch.float64).dtype == torch.float64
@@ -53,7 +59,7 @@ def test_registry_has_exactly_the_api_names():
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match=r"Unknown integrator 'rk45'\. Valid names: adaptive_heun, backward_euler_maruyama, bosh3"):
+    with pytest.raises(ValueError, match=r"Unknown integrator 'rk45'\. Valid names: aboba, adaptive_heun, backward_euler_maruyama, baoab, bosh3"):
         get_integrator("rk45")
     with pytest.raises(ValueError, match="Valid names"):
         resolve_integrator("RK4", default="rk4", family=BaseRungeKuttaIntegrator, owner="FlowSampler")

@@ -1,7 +1,7 @@
 """Core layer: device/dtype handling, schedulers, energy models, the MCMC step protocol, the base classes of every family and the trainers."""
 from .base_module import TorchEBMModule, DeviceMixin, patch_override, warn_once
 from .base_scheduler import (BaseScheduler, ConstantScheduler, ExponentialDecayScheduler, LinearScheduler,
-                             CosineScheduler, MultiStepScheduler, WarmupScheduler, TemperatureScheduler, Schedulable)
+                             CosineScheduler, MultiStepScheduler, WarmupScheduler, TemperatureScheduler, CyclicalScheduler, Schedulable)
 from .base_integrator import (BaseIntegrator, BaseRungeKuttaIntegrator, BaseSDERungeKuttaIntegrator,
                               BaseSymplecticIntegrator)
 from .base_coupling import BaseCoupling, BaseCostCoupling, BaseModelCoupling, CouplingResult
@@ -21,7 +21,7 @@ __all__ = [
     'BaseModel', 'DoubleWellModel', 'GaussianModel', 'HarmonicModel', 'RosenbrockModel', 'AckleyModel',
     'RastriginModel', 'HimmelblauModel', 'BoothModel', 'StyblinskiTangModel', 'CompositeModel',
     'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
-    'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'Schedulable',
+    'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'CyclicalScheduler', 'Schedulable',
     'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
     'run_chain', 'UnconvergedWarning', 'no_convergence_check', 'is_mcmc_sampler', 'mcmc_sample',
     'BaseTrainer', 'ContrastiveDivergenceTrainer', 'DivergenceGuard', 'TRAINER_NONFINITE_POLICIES',

@@ -15,8 +15,8 @@ from .validation import check_bool, check_instance, check_int, check_real, descr
 
 # %% auto #0
 __all__ = ['DOMAIN_WORDS', 'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler',
-           'CosineScheduler', 'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'in_domain',
-           'ScheduleGuard', 'Schedulable', 'scheduled_parameter']
+           'CosineScheduler', 'MultiStepScheduler', 'CyclicalScheduler', 'WarmupScheduler', 'TemperatureScheduler',
+           'in_domain', 'ScheduleGuard', 'Schedulable', 'scheduled_parameter']
 
 # %% ../../nbs/00_core/01_schedulers.ipynb #96e7a680
 class BaseScheduler(ABC):
@@ -129,6 +129,23 @@ class MultiStepScheduler(BaseScheduler):
     def value_at_step(self, step: int) -> float:
         passed = sum(1 for m in self.milestones if m <= step)
         return self.start_value * self.gamma ** passed
+
+    def _compute_value(self) -> float: return self.value_at_step(self.step_count)
+
+# %% ../../nbs/00_core/01_schedulers.ipynb #cyc0a002
+class CyclicalScheduler(BaseScheduler):
+    "Cosine cycles (cSG-MCMC): each of `n_cycles` cycles falls from `start_value` towards 0 over ⌈n_steps / n_cycles⌉ steps."
+    def __init__(self, start_value: float, # α₀, the value at the start of every cycle
+                 n_steps: int, # K, the planned length of the run, > 0
+                 n_cycles: int, # M, cycles in K steps, 1 ≤ M ≤ K
+                ):
+        super().__init__(start_value)
+        self.n_steps = check_int(n_steps, 'n_steps', minimum=0, strict_minimum=True)
+        self.n_cycles = check_int(n_cycles, 'n_cycles', minimum=1, maximum=self.n_steps)
+        self.cycle_length = math.ceil(self.n_steps / self.n_cycles)   # L = ⌈K/M⌉
+
+    def value_at_step(self, step: int) -> float:
+        return 0.5 * self.start_value * (math.cos(math.pi * (step % self.cycle_length) / self.cycle_length) + 1.0)
 
     def _compute_value(self) -> float: return self.value_at_step(self.step_count)
 

@@ -15,6 +15,7 @@ from .deterministic import (AdaptiveHeunIntegrator, Bosh3Integrator, Dopri5Integ
 from .stochastic import (BackwardEulerMaruyamaIntegrator, EulerMaruyamaIntegrator,
                                                 HeunIntegrator)
 from .leapfrog import GeneralisedLeapfrogIntegrator, LeapfrogIntegrator
+from .splitting import ABOBAIntegrator, BAOABIntegrator, OBABOIntegrator
 
 # %% auto #0
 __all__ = ['INTEGRATOR_REGISTRY', 'get_integrator', 'resolve_integrator']
@@ -35,6 +36,9 @@ INTEGRATOR_REGISTRY: Dict[str, Type[BaseIntegrator]] = {
     "leapfrog": LeapfrogIntegrator,
     "generalised_leapfrog": GeneralisedLeapfrogIntegrator,
     "generalized_leapfrog": GeneralisedLeapfrogIntegrator,
+    "baoab": BAOABIntegrator,
+    "obabo": OBABOIntegrator,
+    "aboba": ABOBAIntegrator,
 }
 
 def _lookup(name) -> Type[BaseIntegrator]:

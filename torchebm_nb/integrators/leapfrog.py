@@ -14,11 +14,13 @@ from ..core.base_integrator import BaseSymplecticIntegrator, _axpy, _picard, _se
 from ..core.validation import check_int, check_real
 
 # %% auto #0
-__all__ = ['LeapfrogIntegrator', 'GeneralisedLeapfrogIntegrator']
+__all__ = ['inverse_mass', 'LeapfrogIntegrator', 'GeneralisedLeapfrogIntegrator']
 
 # %% ../../nbs/10_integrators/02_leapfrog.ipynb #2ca11ce2
-def _inverse_mass(mass, x: torch.Tensor):
-    "1/m as a Python float (a number m > 0, or None for 1) or a tensor broadcastable to x, with m clamped to ≥ 1e-10 (no sync)."
+def inverse_mass(mass: Union[float, torch.Tensor, None], # diagonal mass: None (1), a number > 0, or a tensor broadcastable to x
+                 x: torch.Tensor, # the state it multiplies (for the tensor's device and dtype)
+                ) -> Union[float, torch.Tensor]: # 1/m: a Python float, or a tensor on x's device and dtype
+    "1/m for a diagonal mass, with a tensor m clamped to ≥ 1e-10 (no device sync); a number must be finite and > 0."
     if mass is None: return 1.0
     if torch.is_tensor(mass):
         m = mass if (mass.device == x.device and mass.dtype == x.dtype) else mass.to(x.device, x.dtype)
@@ -67,7 +69,7 @@ def _run(self: LeapfrogIntegrator, state, step_size, n_steps: int, mass, drift, 
     drift = self._require_drift(drift)
     x, p = self._state_tensors(state, ('x', 'p'), ('force',))   # shapes only: no device read
     h = _step_pair(step_size, x)[0]
-    inv_m = _inverse_mass(mass, x)
+    inv_m = inverse_mass(mass, x)
     half, move = 0.5 * h, h * inv_m                   # Python floats unless a tensor was given
     t = self._batch_time(None, x)
     force = state.get("force")
