@@ -4,6 +4,11 @@ For every class or function the contract lists and the package already exports: 
 and kind (positional / keyword-only / *args / **kwargs) and their defaults must match; so must the signatures of
 the public methods the contract lists. Names not built yet are reported by `test_contract_coverage_report`
 (never a failure: issues add them). Annotations are not compared (their spelling differs between Python versions).
+
+One narrow exception: where the contract lists a method named `sample`, the trailing keyword-only parameters named in
+`EXTRA_SAMPLE_KEYWORDS`, with exactly the default given there, may follow the contract's parameters (issue 18's
+`progress=False`). They are accepted only there, only keyword-only, only with that default, and only when the contract
+does not list the name itself; everything else stays strict.
 """
 import enum
 import importlib
@@ -98,8 +103,26 @@ def same_default(contract_default, ours, has_default):
     return expected == ours and type(expected) is type(ours) or (expected == ours and isinstance(ours, (int, float)))
 
 
+EXTRA_SAMPLE_KEYWORDS = {'progress': False}   # name -> the only default allowed
+
+
+def allowed_extras(theirs, ours, what):
+    """`ours` without the allowlisted trailing keyword-only extras of a `sample` method (see the module docstring)."""
+    if what.rsplit('.', 1)[-1] != 'sample': return ours
+    listed = {t[0] for t in theirs}
+    tail = len(ours)
+    if tail and ours[-1][1] == 'VAR_KEYWORD': tail -= 1            # extras sit before a trailing **kwargs
+    while tail and ours[tail - 1][0] in EXTRA_SAMPLE_KEYWORDS and ours[tail - 1][0] not in listed:
+        name, kind, default, has = ours[tail - 1]
+        if kind != 'KEYWORD_ONLY' or not has or default is not EXTRA_SAMPLE_KEYWORDS[name]: break
+        ours = ours[:tail - 1] + ours[tail:]
+        tail -= 1
+    return ours
+
+
 def compare(contract_sig, obj, what):
     theirs, ours = parse_params(contract_sig), our_params(obj)
+    ours = allowed_extras(theirs, ours, what)
     if contract_sig.startswith('(/, *args, **kwargs)') and not ours: return []  # no constructor of its own
     problems = []
     names_t, names_o = [t[0] for t in theirs], [o[0] for o in ours]
@@ -141,3 +164,17 @@ def test_contract_coverage_report(capsys):
     built = len(ENTRIES) - len(missing)
     print(f"API contract: {built} of {len(ENTRIES)} names built")
     assert built > 0
+
+
+def test_sample_extras_are_narrow():
+    "Only keyword-only `progress=False` after the contract's parameters of a `sample`: nothing else, nowhere else."
+    contract = '(x=None, *, generator=None)'
+    def ok(x=None, *, generator=None, progress=False): pass
+    def ok_kwargs(x=None, *, generator=None, progress=False, **kwargs): pass
+    def wrong_default(x=None, *, generator=None, progress=True): pass
+    def positional(x=None, progress=False, *, generator=None): pass
+    def other_name(x=None, *, generator=None, verbose=False): pass
+    assert compare(contract, ok, 'HMC.sample') == []
+    assert compare('(x=None, *, generator=None, **kwargs)', ok_kwargs, 'HMC.sample') == []
+    for bad in (wrong_default, positional, other_name): assert compare(contract, bad, 'HMC.sample'), bad.__name__
+    assert compare(contract, ok, 'HMC.step'), 'the allowlist holds for sample only'

@@ -45,6 +45,9 @@ CASES = {  # name: (call, argument named, expected words, exception type)
     'noise_estimate>friction': (lambda m: SGHMC(m, (X, Y), friction=0.1, noise_estimate=0.2), 'noise_estimate', '≤ friction', ValueError),
     'noise_estimate<0': (lambda m: SGHMC(m, (X, Y), noise_estimate=-0.1), 'noise_estimate', '≥ 0', ValueError),
     'prior=3': (lambda m: SGLD(m, (X, Y), prior=3), 'prior', 'callable', TypeError),
+    'loader dataset_size<batch': (lambda m: SGLD(m, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=10),
+                                                 dataset_size=5), 'dataset_size', 'batch size 10', ValueError),
+    'model=3': (lambda m: SGLD(3, (X, Y)), 'model', 'nn.Module', TypeError),
 }
 
 

@@ -71,8 +71,8 @@ def ref_split_rhat(x, rank_normalized=False):
     def z(values):
         ranks = stats.rankdata(values.ravel(), method='average').reshape(values.shape)
         return stats.norm.ppf((ranks - 0.375) / (values.size + 0.25))
-    bulk = ref_rhat_of(ref_split(z(x)))
-    tail = ref_rhat_of(ref_split(z(np.abs(x - np.median(x)))))
+    bulk = ref_rhat_of(z(ref_split(x)))   # split, then rank (Vehtari et al. 2021; ArviZ)
+    tail = ref_rhat_of(z(ref_split(np.abs(x - np.median(x)))))
     return max(bulk, tail)
 
 

@@ -6,7 +6,7 @@ from .base_integrator import (BaseIntegrator, BaseRungeKuttaIntegrator, BaseSDER
                               BaseSymplecticIntegrator)
 from .base_coupling import BaseCoupling, BaseCostCoupling, BaseModelCoupling, CouplingResult
 from .base_interpolant import BaseInterpolant, expand_t_like_x
-from .mcmc import (ChainContext, ChainRecorder, Force, StepInfo, UnconvergedWarning, no_convergence_check, nonfinite_chains,
+from .mcmc import (ChainContext, ChainProgress, ChainRecorder, Force, StepInfo, UnconvergedWarning, no_convergence_check, nonfinite_chains,
                    nonfinite_energies, register_accelerator, report_nonfinite, run_chain)
 from .base_sampler import BaseSampler, is_mcmc_sampler, mcmc_sample
 from .base_loss import BaseLoss, BaseContrastiveDivergence, BaseScoreMatching
@@ -22,7 +22,7 @@ __all__ = [
     'RastriginModel', 'HimmelblauModel', 'BoothModel', 'StyblinskiTangModel', 'CompositeModel',
     'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
     'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'CyclicalScheduler', 'Schedulable',
-    'ChainContext', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
+    'ChainContext', 'ChainProgress', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
     'run_chain', 'UnconvergedWarning', 'no_convergence_check', 'is_mcmc_sampler', 'mcmc_sample',
     'BaseTrainer', 'ContrastiveDivergenceTrainer', 'DivergenceGuard', 'TRAINER_NONFINITE_POLICIES',
 ]

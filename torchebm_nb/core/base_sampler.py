@@ -14,7 +14,7 @@ from .base_module import (TorchEBMModule, check_batch, check_model_placement, mo
                                          resolve_generator)
 from .base_scheduler import Schedulable
 from .mcmc import ChainContext, StepInfo, check_run_flags, run_chain
-from .validation import check_instance, check_int, is_int
+from .validation import check_bool, check_instance, check_int, is_int
 from fastcore.basics import patch
 
 # %% auto #0
@@ -136,14 +136,17 @@ def mcmc_sample(self: BaseSampler, x: Optional[torch.Tensor] = None, # starting 
                 y: Optional[torch.Tensor] = None, # a condition, passed to the model as y=
                 model_kwargs: Optional[Dict[str, Any]] = None, # other conditioning passed to the model
                 generator: Union[torch.Generator, int, None] = None, # the run's randomness (or an int seed)
+                progress: bool = False, # show a progress bar on stderr (steps/s, running acceptance)
                ):
     "Run `n_steps` steps from `x` (or from `randn(n_samples, *dim)`); see the contract above."
     n_steps, thin = check_int(n_steps, 'n_steps', minimum=0), check_int(thin, 'thin', minimum=1)
     check_run_flags(return_trajectory, return_diagnostics, reset_schedulers)   # before the start is drawn
+    check_bool(progress, 'progress')
     ctx = self.context(model_kwargs, y, generator)
     x = self.initial_state(x, dim, n_samples, ctx.generator)
     return run_chain(self, x, n_steps, ctx=ctx, thin=thin, return_trajectory=return_trajectory,
-                     return_diagnostics=return_diagnostics, reset_schedulers=reset_schedulers, callback=self._run_callback())
+                     return_diagnostics=return_diagnostics, reset_schedulers=reset_schedulers, callback=self._run_callback(),
+                     progress=progress)
 
 @patch
 def sample(self: BaseSampler, x: Optional[torch.Tensor] = None, # starting points (B, *S); None: randn(n_samples, *dim)
@@ -156,10 +159,11 @@ def sample(self: BaseSampler, x: Optional[torch.Tensor] = None, # starting point
            reset_schedulers: bool = True, # reset every scheduler of the module tree first
            *,
            generator: Union[torch.Generator, int, None] = None, # the run's randomness (or an int seed)
+           progress: bool = False, # show a progress bar on stderr
           ):
     "`mcmc_sample` without conditioning (TorchEBM's signature); MCMC samplers replace it with `mcmc_sample` itself."
     return mcmc_sample(self, x, dim, n_steps, n_samples, thin, return_trajectory, return_diagnostics, reset_schedulers,
-                       generator=generator)
+                       generator=generator, progress=progress)
 
 # %% ../../nbs/00_core/03_base_sampler.ipynb #cd03e6ee
 @patch

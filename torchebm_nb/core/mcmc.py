@@ -9,6 +9,7 @@ import dataclasses
 import importlib
 import math
 import sys
+import time
 import warnings
 import weakref
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from fastcore.basics import patch
 from torch import nn
+from tqdm.std import tqdm
 
 from .base_integrator import clamp_force
 from .base_module import check_model_kwargs, external_stacklevel
@@ -29,7 +31,7 @@ __all__ = ['NONFINITE_POLICIES', 'CONVERGENCE_THRESHOLDS', 'ACCELERATOR_MODULES'
            'ChainContext', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'ChainRecorder',
            'report_nonfinite', 'UnconvergedWarning', 'ConvergenceThresholds', 'no_convergence_check',
            'ConvergenceStatistics', 'unconverged_message', 'ConvergenceMonitor', 'report_unconverged',
-           'register_accelerator', 'accelerated_path', 'check_run_flags', 'run_chain']
+           'register_accelerator', 'accelerated_path', 'check_run_flags', 'run_chain', 'ChainProgress']
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #bd14b345
 def negated_gradient(gradient: torch.Tensor, # ∇E(x) as a model returned it
@@ -428,6 +430,7 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
               nonfinite_policy: Optional[str] = None, # this run's policy; default: the sampler's
               callback: Optional[Callable] = None, # callback(i, state, info) after every step
               check_convergence: Optional[bool] = None, # end-of-run check; default: the sampler's `check_convergence`, off in `no_convergence_check()`
+              progress: bool = False, # show a tqdm bar on stderr (steps/s, running acceptance); see `ChainProgress`
              ):
     "Run `n_steps` steps of `sampler` from `x` and return what `sample()` returns."
     n_steps, thin = check_int(n_steps, 'n_steps', minimum=0), check_int(thin, 'thin', minimum=1)
@@ -436,6 +439,7 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
     if x.ndim < 2: raise ValueError(f"x must be a tensor of chains (B, *S); got shape {tuple(x.shape)}")
     if x.shape[0] == 0: raise ValueError(f"x must hold at least one chain; got an empty batch of shape {tuple(x.shape)}")
     check_run_flags(return_trajectory, return_diagnostics, reset_schedulers)
+    check_bool(progress, 'progress')
     policy = _check_policy(sampler.nonfinite_policy if nonfinite_policy is None else nonfinite_policy)
     every = check_int(sampler.nonfinite_check_every, 'nonfinite_check_every')
     if reset_schedulers: sampler.reset_schedulers()
@@ -446,14 +450,18 @@ def run_chain(sampler, # an MCMC sampler (see above: every BaseSampler with init
     recorder = ChainRecorder(state.x, n_steps // thin, return_trajectory, return_diagnostics, sampler.diagnostic_keys)
     monitor = _convergence_monitor(sampler, state, n_steps, ctx, params, path, check_convergence)
     run = _run_whole_chain if getattr(path, 'whole_chain', False) else _run_steps
-    state, bad = run(sampler, state, n_steps, thin, ctx, recorder, every, path, callback, monitor, guard)
+    bar = ChainProgress(n_steps, type(sampler).__name__) if progress else None
+    try: state, bad = run(sampler, state, n_steps, thin, ctx, recorder, every, path, callback, monitor, guard, bar)
+    finally:
+        if bar is not None: bar.close()   # also when a step raises: no bar left open
     if n_steps: report_nonfinite(type(sampler).__name__, bad, every, n_steps, state.x.shape[0], policy)
     if monitor is not None: report_unconverged(sampler, monitor.result(state, ctx))
     return recorder.result(state.x)
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #e7f9d84e
 def _run_steps(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recorder: ChainRecorder, every: int,
-               path, callback, monitor: Optional[ConvergenceMonitor] = None, guard=None) -> Tuple[Any, torch.Tensor]:
+               path, callback, monitor: Optional[ConvergenceMonitor] = None, guard=None,
+               bar=None) -> Tuple[Any, torch.Tensor]:
     "The step loop: parameters read, step taken, schedulers advanced, kept steps recorded, non-finite chains counted."
     step = path.step if path is not None and not getattr(path, 'whole_chain', False) else sampler.step
     schedulers = sampler.all_schedulers()
@@ -470,6 +478,7 @@ def _run_steps(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recor
         if monitor is not None and info.acceptance is not None: monitor.accept(info.acceptance)
         if done == mid: monitor.keep_energy(done, state, ctx)
         if callback is not None: callback(i, state, info)
+        if bar is not None: bar.update(done, info.acceptance)
         if done % every == 0 or done == n_steps:
             bad[(done - 1) // every] = (window if window is not None else nonfinite_chains(state.x)).sum()
             window = None
@@ -477,7 +486,8 @@ def _run_steps(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recor
 
 # %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #1d974639
 def _run_whole_chain(sampler, state, n_steps: int, thin: int, ctx: ChainContext, recorder: ChainRecorder, every: int,
-                     path, callback, monitor: Optional[ConvergenceMonitor] = None, guard=None) -> Tuple[Any, torch.Tensor]:
+                     path, callback, monitor: Optional[ConvergenceMonitor] = None, guard=None,
+                     bar=None) -> Tuple[Any, torch.Tensor]:
     "Drive a whole-chain path: every step's parameters first, then one `run` per recorded step (or one in all, split at mid-run for the convergence check)."
     schedule, schedulers = [], sampler.all_schedulers()
     for k in range(n_steps):   # the values the step loop would read at each step, in the same order
@@ -494,6 +504,45 @@ def _run_whole_chain(sampler, state, n_steps: int, thin: int, ctx: ChainContext,
         if recorder.active and done % thin == 0:
             recorder.record(done // thin - 1, state.x, _energy_or_model(state, ctx), info.acceptance)
         if done == mid: monitor.keep_energy(done, state, ctx)   # a segment's acceptance is its last step's: not summed
+        if bar is not None: bar.update(done)
     first = path.first_nonfinite   # chains non-finite by the end of each window, as the step loop would count them
     ends = torch.arange(every, n_steps // every * every + every + 1, every, device=first.device).clamp_(max=n_steps)
     return state, (first.unsqueeze(0) <= ends.unsqueeze(1)).sum(1)
+
+# %% ../../nbs/00_core/02b_mcmc_protocol.ipynb #fa0d0505
+class ChainProgress:
+    "A tqdm bar over a run's steps: advanced every `every` steps, the running acceptance read from the device at most every `min_interval` seconds."
+    def __init__(self, n_steps: int, # steps of the run
+                 label: str = 'sampling', # the bar's description (run_chain: the sampler's class name)
+                 every: Optional[int] = None, # steps between advances; default max(1, n_steps // 100)
+                 min_interval: float = 0.2, # seconds between reads of the acceptance (one synchronisation each)
+                 file=None, # where the bar writes; default sys.stderr
+                ):
+        self.every = max(1, n_steps // 100) if every is None else check_int(every, 'every', minimum=1)
+        self.bar = tqdm(total=n_steps, desc=label, unit='step', mininterval=min_interval, dynamic_ncols=True,
+                        file=sys.stderr if file is None else file)
+        self.min_interval, self.shown, self.last_read, self.reads = min_interval, 0, -math.inf, 0
+        self.accepted, self.n_accepted = None, 0
+
+    def update(self, done: int, # steps done so far
+               acceptance: Optional[torch.Tensor] = None, # (B,) acceptance of the last step, if any
+              ) -> None:
+        "Add the step's acceptance on the device; advance the bar at every `every`-th step (and the last)."
+        if acceptance is not None:
+            if self.accepted is None: self.accepted = acceptance.to(torch.float32, copy=True)
+            else: self.accepted.add_(acceptance)
+            self.n_accepted += 1
+        if done % self.every and done != self.bar.total: return
+        self.bar.update(done - self.shown); self.shown = done
+        if self.accepted is not None and time.monotonic() - self.last_read >= self.min_interval: self.read()
+
+    def read(self) -> None:
+        "Show the mean acceptance so far: the one host synchronisation of a redraw."
+        self.last_read, self.reads = time.monotonic(), self.reads + 1
+        rate = self.accepted.sum().item() / (self.n_accepted * self.accepted.numel())
+        self.bar.set_postfix(acceptance=f"{rate:.3f}", refresh=False)
+
+    def close(self) -> None:
+        "Show the final acceptance (if any step reported one since the last read) and close the bar."
+        if self.accepted is not None and self.shown == self.bar.total: self.read()
+        self.bar.close()

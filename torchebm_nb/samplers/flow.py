@@ -26,7 +26,7 @@ from ..interpolants.interpolant_utils import resolve_interpolant
 from ..interpolants.variance_preserving import VariancePreservingInterpolant
 
 # %% auto #0
-__all__ = ['PredictionType', 'FlowSampler']
+__all__ = ['PredictionType', 'as_prediction_type', 'FlowSampler']
 
 # %% ../../nbs/20_samplers/04_flow.ipynb #d2f4aedb
 class PredictionType(Enum):
@@ -58,7 +58,9 @@ _LEGACY_CONDITIONING = declare_deprecation(
     replacement='sample(..., model_kwargs={...}) or sample(..., y=...)',
     message='Bare keyword arguments are passed to the model as conditioning for now.')
 
-def _as_prediction(prediction) -> PredictionType:
+def as_prediction_type(prediction: Union[str, PredictionType], # 'velocity', 'score', 'noise' or a PredictionType
+                      ) -> PredictionType: # the member
+    "`prediction` as a `PredictionType`; `ValueError` naming it when it is none of the three."
     if isinstance(prediction, PredictionType): return prediction
     try: return PredictionType(prediction)
     except ValueError:
@@ -87,7 +89,7 @@ class FlowSampler(BaseSampler):
         if mode not in ('ode', 'sde'): raise ValueError(f"mode must be 'ode' or 'sde'; got {mode!r}")
         self.mode = mode
         self.interpolant = resolve_interpolant(interpolant, default='linear', owner='FlowSampler')
-        self.prediction = _as_prediction(prediction)
+        self.prediction = as_prediction_type(prediction)
         self.negate_velocity, self.reverse = check_bool(negate_velocity, 'negate_velocity'), check_bool(reverse, 'reverse')
         if negate_velocity and self.prediction is not PredictionType.VELOCITY:
             raise ValueError("negate_velocity=True needs prediction='velocity' (the model is an equilibrium-matching field)")
