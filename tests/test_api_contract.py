@@ -5,9 +5,10 @@ and kind (positional / keyword-only / *args / **kwargs) and their defaults must 
 the public methods the contract lists. Names not built yet are reported by `test_contract_coverage_report`
 (never a failure: issues add them). Annotations are not compared (their spelling differs between Python versions).
 
-One narrow exception: where the contract lists a method named `sample`, the trailing keyword-only parameters named in
-`EXTRA_SAMPLE_KEYWORDS`, with exactly the default given there, may follow the contract's parameters (issue 18's
-`progress=False`). They are accepted only there, only keyword-only, only with that default, and only when the contract
+Two narrow exceptions: where the contract lists a method named `sample`, the trailing keyword-only parameters named in
+`EXTRA_SAMPLE_KEYWORDS` (issue 18's `progress=False`), and where it lists a class's constructor, those named in
+`EXTRA_INIT_KEYWORDS` (issue 19's `compile=False`), with exactly the default given there, may follow the contract's
+parameters. They are accepted only there, only keyword-only, only with that default, and only when the contract
 does not list the name itself; everything else stays strict.
 """
 import enum
@@ -104,17 +105,19 @@ def same_default(contract_default, ours, has_default):
 
 
 EXTRA_SAMPLE_KEYWORDS = {'progress': False}   # name -> the only default allowed
+EXTRA_INIT_KEYWORDS = {'compile': False}      # the same, for a class's constructor (`what` ends in '.__init__')
 
 
 def allowed_extras(theirs, ours, what):
-    """`ours` without the allowlisted trailing keyword-only extras of a `sample` method (see the module docstring)."""
-    if what.rsplit('.', 1)[-1] != 'sample': return ours
+    """`ours` without the allowlisted trailing keyword-only extras of a `sample` method or a constructor (see the module docstring)."""
+    extras = {'sample': EXTRA_SAMPLE_KEYWORDS, '__init__': EXTRA_INIT_KEYWORDS}.get(what.rsplit('.', 1)[-1])
+    if extras is None: return ours
     listed = {t[0] for t in theirs}
     tail = len(ours)
     if tail and ours[-1][1] == 'VAR_KEYWORD': tail -= 1            # extras sit before a trailing **kwargs
-    while tail and ours[tail - 1][0] in EXTRA_SAMPLE_KEYWORDS and ours[tail - 1][0] not in listed:
+    while tail and ours[tail - 1][0] in extras and ours[tail - 1][0] not in listed:
         name, kind, default, has = ours[tail - 1]
-        if kind != 'KEYWORD_ONLY' or not has or default is not EXTRA_SAMPLE_KEYWORDS[name]: break
+        if kind != 'KEYWORD_ONLY' or not has or default is not extras[name]: break
         ours = ours[:tail - 1] + ours[tail:]
         tail -= 1
     return ours
@@ -149,7 +152,7 @@ def test_signature_matches_contract(entry):
     if obj is None: pytest.skip('not built yet')
     if isinstance(obj, type) and issubclass(obj, enum.Enum):   # Enum's own signature varies with the Python version
         assert len(obj) > 0; return
-    problems = compare(entry['sig'], obj, entry['name'])
+    problems = compare(entry['sig'], obj, entry['name'] + ('.__init__' if isinstance(obj, type) else ''))
     for method, sig in entry['methods']:
         if not hasattr(obj, method): problems.append(f"{entry['name']}.{method} is missing"); continue
         member = inspect.getattr_static(obj, method)
@@ -178,3 +181,17 @@ def test_sample_extras_are_narrow():
     assert compare('(x=None, *, generator=None, **kwargs)', ok_kwargs, 'HMC.sample') == []
     for bad in (wrong_default, positional, other_name): assert compare(contract, bad, 'HMC.sample'), bad.__name__
     assert compare(contract, ok, 'HMC.step'), 'the allowlist holds for sample only'
+    assert compare(contract, ok, 'HMC.__init__'), 'progress is not a constructor extra'
+
+
+def test_init_extras_are_narrow():
+    "Only keyword-only `compile=False` after the contract's parameters of a constructor: nothing else, nowhere else."
+    contract = '(model, step_size=0.001)'
+    def ok(model, step_size=0.001, *, compile=False): pass
+    def wrong_default(model, step_size=0.001, *, compile=True): pass
+    def positional(model, step_size=0.001, compile=False): pass
+    def other_name(model, step_size=0.001, *, jit=False): pass
+    assert compare(contract, ok, 'HMC.__init__') == []
+    for bad in (wrong_default, positional, other_name): assert compare(contract, bad, 'HMC.__init__'), bad.__name__
+    assert compare(contract, ok, 'HMC.sample'), 'compile is not a sample extra'
+    assert compare(contract, ok, 'hmc_function'), 'functions get no extras'

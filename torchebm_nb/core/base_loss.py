@@ -20,12 +20,13 @@ from .base_module import (TorchEBMModule, check_batch, check_finite_rows, check_
                                           substitute_condition, warn_once)
 from .base_coupling import BaseModelCoupling
 from .base_scheduler import BaseScheduler, Schedulable, scheduled_parameter
+from .base_sampler import BaseSampler
 from .mcmc import no_convergence_check
 from .validation import check_bool, check_instance, check_int, check_real, describe_type
 
 # %% auto #0
-__all__ = ['BaseLoss', 'check_sampler_model', 'BaseContrastiveDivergence', 'dtensor_parameters', 'BaseScoreMatching',
-           'BaseInterpolantLoss', 'CallableModule', 'as_module']
+__all__ = ['BaseLoss', 'check_sampler_model', 'compile_sampler', 'BaseContrastiveDivergence', 'dtensor_parameters',
+           'BaseScoreMatching', 'BaseInterpolantLoss', 'CallableModule', 'as_module']
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #0f243c1c
 _BARE_CONDITIONING = declare_deprecation(
@@ -213,6 +214,14 @@ def check_sampler_model(sampler: Any, # a sampler given to a loss (anything; one
                      f"({type(model).__name__} at {id(model):#x}), so its negatives would come from the wrong energy; "
                      f"build it on the same object: {type(sampler).__name__}(model, ...)")
 
+# %% ../../nbs/00_core/09_base_loss.ipynb #9679700e
+def compile_sampler(sampler: Any) -> None:
+    "A loss's `compile=True`: the sampler's `compiled` set, or an error naming `compile` for a sampler without a compiled step."
+    if not isinstance(sampler, BaseSampler):
+        raise TypeError(f"compile=True needs a library sampler with a compiled step (LangevinDynamics, HamiltonianMonteCarlo, "
+                        f"MALA); got {describe_type(sampler)}")
+    sampler.compiled = True   # the sampler's own check: ValueError 'compile=True: ...' when it has no kernel
+
 # %% ../../nbs/00_core/09_base_loss.ipynb #caca5c79
 class BaseContrastiveDivergence(BaseLoss):
     "Base of contrastive-divergence losses: the sampler, the chains' starting points and the replay buffer."
@@ -225,11 +234,14 @@ class BaseContrastiveDivergence(BaseLoss):
                  init_steps: int = 0, # burn-in sampler steps when the buffer is filled
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Union[str, torch.device, None] = None, # device of the loss computation
-                 *args, **kwargs):
+                 *args,
+                 compile: bool = False, # True: the sampler takes its compiled step (sets `sampler.compiled`)
+                 **kwargs):
         super().__init__(dtype, device, *args, **kwargs)
         check_instance(model, 'model', nn.Module, 'an nn.Module instance (e.g. a BaseModel)')
         self._sampler_accepts = _sample_options(sampler)
         check_sampler_model(sampler, model)
+        if check_bool(compile, 'compile'): compile_sampler(sampler)
         self.model, self.sampler = model, sampler
         self.k_steps = check_int(k_steps, 'k_steps', minimum=1)
         self.persistent = check_bool(persistent, 'persistent')

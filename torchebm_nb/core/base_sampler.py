@@ -78,6 +78,41 @@ def is_mcmc_sampler(sampler: Any) -> bool:
     if not all(callable(getattr(sampler, name, None)) for name in names): return False
     return getattr(type(sampler), 'step', None) is not BaseSampler.step
 
+# %% ../../nbs/00_core/03_base_sampler.ipynb #6b685d0f
+def _owner(cls: type, name: str) -> Optional[type]:
+    "The class in `cls`'s MRO whose own namespace defines `name`."
+    return next((c for c in cls.__mro__ if name in c.__dict__), None)
+
+@patch
+def compile_problem(self: BaseSampler) -> Optional[str]:
+    "None when this sampler's step can be compiled (`compiled = True`), else why not, in words."
+    cls = type(self)
+    kernel_owner = _owner(cls, 'kernel')
+    if kernel_owner is None or kernel_owner.__dict__['kernel'] is None:
+        return f"{cls.__name__} has no compiled step (no `kernel`); run it with compile=False"
+    if not issubclass(kernel_owner, _owner(cls, 'step')):
+        return (f"{cls.__name__} overrides `step` but inherits the kernel of {kernel_owner.__name__}, "
+                "which would compute another step; give it a kernel of its own or run it with compile=False")
+    for flag in ('use_mixed_precision', 'force_fp32_gradient'):   # the kernel's gradient is plain autograd in x's dtype
+        if getattr(self.model, flag, False) is True:
+            return f"the model has {flag}=True, which the compiled step does not reproduce; run it with compile=False"
+    return None
+
+@patch(as_prop=True)
+def compiled(self: BaseSampler) -> bool:
+    "Whether runs take the compiled step (see `compile_problem`); set it to True or False."
+    return self.__dict__.get('_compiled', False)
+
+@patch
+def _set_compiled(self: BaseSampler, value: bool) -> None:
+    check_bool(value, 'compile')
+    problem = self.compile_problem() if value else None
+    if problem is not None: raise ValueError(f"compile=True: {problem}")
+    self.__dict__['_compiled'] = value
+
+BaseSampler.kernel = None   # samplers with a compiled step set a static function here
+BaseSampler.compiled = BaseSampler.compiled.setter(BaseSampler._set_compiled)
+
 # %% ../../nbs/00_core/03_base_sampler.ipynb #5d21d45b
 @patch
 def context(self: BaseSampler, model_kwargs: Optional[Dict[str, Any]] = None, # conditioning passed to the model

@@ -98,7 +98,9 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                  noise_scale: float = 1e-4, # scale of that perturbation, ≥ 0
                  dtype: torch.dtype = torch.float32, # dtype of the loss computation
                  device: Union[str, torch.device, None] = torch.device('cpu'), # device (the model's, once it has parameters)
-                 *args, **kwargs): # the image recipes' start=, noise_range=, buffer_augmentation= (below); cfg_dropout, ... (BaseLoss)
+                 *args,
+                 compile: bool = False, # True: the sampler takes its compiled step (`torch.compile`; see the compiled-steps chapter)
+                 **kwargs): # the image recipes' start=, noise_range=, buffer_augmentation= (below); cfg_dropout, ... (BaseLoss)
         recipe = _check_recipe(kwargs.pop('start', 'data'), kwargs.pop('noise_range', None), kwargs.pop('buffer_augmentation', None),
                                persistent)
         options = dict(energy_reg_weight=check_real(energy_reg_weight, 'energy_reg_weight', minimum=0),
@@ -106,7 +108,7 @@ class ContrastiveDivergence(BaseContrastiveDivergence):
                        noise_scale=check_real(noise_scale, 'noise_scale', minimum=0))
         _check_discrete_options(sampler, recipe['noise_range'], options['add_noise_to_real'])
         super().__init__(model, sampler, k_steps, persistent, buffer_size, new_sample_ratio, init_steps, dtype, device,
-                         *args, **kwargs)
+                         *args, compile=compile, **kwargs)
         for name, value in {**options, **recipe}.items(): setattr(self, name, value)
         self.register_buffer('nonfinite_count', torch.zeros((), dtype=torch.long, device=self.device), persistent=False)
 

@@ -16,13 +16,16 @@ from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, mcmc_sample
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
+from ..core.compiled import step_tensor, traced_energy_and_gradient
+from ..core.base_integrator import clamp_force
 from ..core.mcmc import ChainContext, Force, StepInfo, nonfinite_energies
 from ..core.validation import check_int, check_real, is_real
 from ..integrators.integrator_utils import resolve_integrator
+from ..integrators.leapfrog import LeapfrogIntegrator
 
 # %% auto #0
 __all__ = ['HMCState', 'HMCParams', 'check_mass', 'kinetic_energy', 'hamiltonian_state', 'scale_momentum', 'HamiltonianSampler',
-           'HamiltonianMonteCarlo']
+           'HamiltonianMonteCarlo', 'hmc_kernel']
 
 # %% ../../nbs/20_samplers/01_hmc.ipynb #819d2d79
 @dataclass
@@ -136,6 +139,8 @@ class HamiltonianMonteCarlo(HamiltonianSampler):
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
                  integrator: Union[str, BaseSymplecticIntegrator, None] = None, # separable symplectic integrator (default "leapfrog")
+                 *,
+                 compile: bool = False, # take the compiled step (`torch.compile`; leapfrog only), see below
                 ):
         super().__init__(model, dtype=dtype, device=device)
         self.step_size = step_size
@@ -146,6 +151,7 @@ class HamiltonianMonteCarlo(HamiltonianSampler):
         if not self.integrator.separable:
             raise TypeError(f"{type(self).__name__} requires a separable symplectic integrator (e.g. 'leapfrog'); "
                             f"got {type(self.integrator).__name__} (use RiemannianManifoldHMC for position-dependent metrics)")
+        self.compiled = compile
 
     def __repr__(self):
         return (f"HamiltonianMonteCarlo(model={type(self.model).__name__}, step_size={self.schedulers['step_size'].brief()}, "
@@ -181,3 +187,56 @@ def step(self: HamiltonianMonteCarlo, state: HMCState, # the chains
 def leapfrog_step_size(self: HamiltonianMonteCarlo, step_size: float) -> float:
     "The leapfrog step for the scheduled `step_size`: the identity for HMC."
     return step_size
+
+# %% ../../nbs/20_samplers/01_hmc.ipynb #5847ea0b
+def hmc_kernel(model, model_kwargs, # the energy and its conditioning
+               x: torch.Tensor, energy: torch.Tensor, force: torch.Tensor, # the state: chains, E(x), the safe −∇E(x)
+               z: torch.Tensor, # standard normals (B, *S), drawn eagerly
+               u: torch.Tensor, # one uniform per chain, drawn eagerly
+               step_size: torch.Tensor, # the leapfrog step, 0-d
+               n_leapfrog_steps: int, # L
+               mass: torch.Tensor, # diagonal mass: 0-d, or shaped like the event
+               max_force: float, # the safe force's bound
+              ) -> tuple: # (x, energy, force) of the new state, then accepted, H₀ − H₁, non-finite chains
+    "One HMC iteration as a pure function of tensors: p = √m z, L leapfrog steps, accept where log u < H₀ − H₁."
+    p = z * mass.sqrt()
+    h0 = kinetic_energy(p, mass) + energy.clamp(-1e10, 1e10)
+    move = step_size * mass.clamp(min=1e-10).reciprocal()
+    x1, energy1, force1 = x, energy, force
+    for _ in range(n_leapfrog_steps):
+        p = p + 0.5 * step_size * force1
+        x1 = x1 + move * p
+        energy1, gradient = traced_energy_and_gradient(model, x1, model_kwargs)
+        force1 = clamp_force(-gradient, max_force)
+        p = p + 0.5 * step_size * force1
+    delta = (h0 - kinetic_energy(p, mass) - energy1.clamp(-1e10, 1e10)).clamp(-50.0, 50.0)
+    accept = u.log() < delta
+    keep = accept.reshape(-1, *[1] * (x.ndim - 1))
+    new_energy = torch.where(accept, energy1, energy)
+    return (torch.where(keep, x1, x), new_energy, torch.where(keep, force1, force), accept, delta,
+            nonfinite_energies(energy, new_energy))
+
+HamiltonianMonteCarlo.kernel = staticmethod(hmc_kernel)
+
+# %% ../../nbs/20_samplers/01_hmc.ipynb #ce80d3da
+@patch
+def kernel_inputs(self: HamiltonianMonteCarlo, state: HMCState, params: HMCParams, ctx: ChainContext) -> tuple:
+    "The iteration's normals and uniform (the eager step's draws, in its order) and its parameters, for `hmc_kernel`."
+    z = self._draw_momentum(state.x, ctx.generator)
+    u = self._draw_uniform(state.x, ctx.generator)
+    return (state.x, state.energy, state.force, z, u, step_tensor(self.leapfrog_step_size(params.step_size), state.x),
+            params.n_leapfrog_steps, params.mass if torch.is_tensor(params.mass) else step_tensor(params.mass, state.x),
+            self.integrator.max_force)
+
+@patch
+def kernel_outputs(self: HamiltonianMonteCarlo, state: HMCState, outputs: tuple) -> Tuple[HMCState, StepInfo]:
+    "The new state and what the iteration reports, as the eager step returns them."
+    x, energy, force, accept, delta, nonfinite = outputs
+    return HMCState(x, energy, force), StepInfo(accept, delta, nonfinite)
+
+@patch_override
+def compile_problem(self: HamiltonianMonteCarlo) -> Optional[str]:
+    "None, or why this sampler cannot take the compiled step (its kernel is the leapfrog integrator's)."
+    if type(self.integrator) is not LeapfrogIntegrator:
+        return f"the compiled HMC step integrates by leapfrog; this sampler integrates with {type(self.integrator).__name__}"
+    return BaseSampler.compile_problem(self)

@@ -15,12 +15,14 @@ from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, mcmc_sample
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
+from ..core.compiled import step_tensor, traced_energy_and_gradient
 from ..core.mcmc import ChainContext, StepInfo, register_accelerator
 from ..core.validation import check_real
 from ..integrators.integrator_utils import resolve_integrator
+from ..integrators.stochastic import EulerMaruyamaIntegrator
 
 # %% auto #0
-__all__ = ['LangevinParams', 'LangevinState', 'LangevinDynamics', 'clipped_force']
+__all__ = ['LangevinParams', 'LangevinState', 'LangevinDynamics', 'clipped_force', 'langevin_kernel']
 
 # %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #89406b12
 class LangevinParams(NamedTuple):
@@ -53,6 +55,8 @@ class LangevinDynamics(BaseSampler):
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
                  integrator: Union[str, BaseSDERungeKuttaIntegrator, None] = None, # SDE integrator (default "euler_maruyama")
+                 *,
+                 compile: bool = False, # take the compiled step (`torch.compile`; Euler–Maruyama only), see below
                 ):
         super().__init__(model, dtype=dtype, device=device)
         self.step_size, self.noise_scale = step_size, noise_scale
@@ -67,6 +71,7 @@ class LangevinDynamics(BaseSampler):
         self.grad_clip = None   # see the property below: set it after construction (the signature is TorchEBM's)
         self.integrator = resolve_integrator(integrator, default='euler_maruyama', family=BaseSDERungeKuttaIntegrator,
                                              owner='LangevinDynamics', device=self.device, dtype=self.dtype)
+        self.compiled = compile
 
     @property
     def grad_clip(self) -> Optional[float]:
@@ -137,3 +142,40 @@ def _clipped_runs_stay_on_torch(sampler, params, x, ctx, whole_chain):
     return None
 
 _ = register_accelerator(_clipped_runs_stay_on_torch)   # registered on import, before any kernel back end
+
+# %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #43f4f0fd
+def langevin_kernel(model, model_kwargs, # the energy and its conditioning
+                    x: torch.Tensor, # chains (B, *S)
+                    noise: torch.Tensor, # ξ ~ N(0, I), drawn eagerly
+                    step_size: torch.Tensor, # h, 0-d
+                    noise_scale: torch.Tensor, # σ, 0-d
+                    clamp: Optional[Tuple[float, float]], # the box, or None
+                    grad_clip: Optional[float], # c, or None
+                   ) -> torch.Tensor:
+    "One Euler–Maruyama Langevin step as a pure function: x − h·clip(∇E(x)) + σ√(2h)ξ, then the box."
+    _, gradient = traced_energy_and_gradient(model, x, model_kwargs)
+    if grad_clip is not None: gradient = gradient.clamp(-grad_clip, grad_clip)
+    x = x - step_size * gradient + (noise_scale * torch.sqrt(2.0 * step_size)) * noise
+    return x if clamp is None else x.clamp(*clamp)
+
+LangevinDynamics.kernel = staticmethod(langevin_kernel)
+
+# %% ../../nbs/20_samplers/00_langevin_dynamics.ipynb #a3b042b3
+@patch
+def kernel_inputs(self: LangevinDynamics, state: LangevinState, params: LangevinParams, ctx: ChainContext) -> tuple:
+    "The step's noise (the eager step's draw, into the state's buffer) and its parameters, for `langevin_kernel`."
+    noise = self._draw_noise(state, ctx.generator)
+    return (state.x, noise, step_tensor(params.step_size, state.x), step_tensor(params.noise_scale, state.x),
+            params.clamp, params.grad_clip)
+
+@patch
+def kernel_outputs(self: LangevinDynamics, state: LangevinState, outputs: torch.Tensor) -> Tuple[LangevinState, StepInfo]:
+    "The new chains, keeping the noise buffer; unadjusted, so no acceptance."
+    return LangevinState(outputs, state.noise), StepInfo()
+
+@patch_override
+def compile_problem(self: LangevinDynamics) -> Optional[str]:
+    "None, or why this Langevin sampler cannot take the compiled step (its kernel is Euler–Maruyama)."
+    if type(self.integrator) is not EulerMaruyamaIntegrator:
+        return f"the compiled Langevin step is Euler–Maruyama; this sampler integrates with {type(self.integrator).__name__}"
+    return BaseSampler.compile_problem(self)

@@ -26,8 +26,11 @@ class MetropolisAdjustedLangevin(HamiltonianMonteCarlo):
                  mass: Union[float, torch.Tensor, None] = None, # diagonal mass (preconditioner M): None (1), a number, or one value per dimension
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
+                 *,
+                 compile: bool = False, # take the compiled step (`torch.compile`), HMC's kernel with one leapfrog step
                 ):
-        super().__init__(model, step_size=step_size, n_leapfrog_steps=1, mass=mass, dtype=dtype, device=device)
+        super().__init__(model, step_size=step_size, n_leapfrog_steps=1, mass=mass, dtype=dtype, device=device,
+                         compile=compile)
 
     def leapfrog_step_size(self, step_size: float, # the Langevin step h
                           ) -> float:
