@@ -1,4 +1,4 @@
-"""Compiled steps (issue 19): `compile=True` on LangevinDynamics, HamiltonianMonteCarlo and MALA, and on the CD losses.
+"""Compiled steps (issue 19): `compile=True` on LangevinDynamics, HamiltonianMonteCarlo, MALA and NUTS, and on the CD losses.
 
 What is pinned down here, on CPU:
 - seeded compiled chains equal the eager chains to float32 rounding (the same noise: the draws stay eager), for an MLP
@@ -22,7 +22,8 @@ from torchebm_nb.core import (BaseModel, DoubleWellModel, GaussianModel, Harmoni
                               RosenbrockModel, explain_step)
 from torchebm_nb.losses import ContrastiveDivergence, PersistentContrastiveDivergence
 from torchebm_nb.models import MLPEnergy
-from torchebm_nb.samplers import (MALA, HamiltonianMonteCarlo, LangevinDynamics, NoUTurnSampler, ParallelTempering)
+from torchebm_nb.samplers import (MALA, HamiltonianMonteCarlo, LangevinDynamics, NoUTurnSampler, ParallelTempering,
+                                  UnderdampedLangevin)
 
 torch.set_num_threads(1)
 D, B = 3, 64
@@ -129,6 +130,50 @@ def test_seeded_compiled_runs_are_bit_identical():
     a = fast.sample(start(), n_steps=10, generator=3)
     b = fast.sample(start(), n_steps=10, generator=3)
     assert torch.equal(a, b)
+
+
+# --- NUTS: each point of the trees compiled ------------------------------------------------------------------------
+
+NUTS_TARGETS = {
+    'mlp': lambda: mlp(),
+    'gaussian': ANALYTIC['gaussian'],
+    'ill-conditioned-mass': lambda: GaussianModel(torch.zeros(D), torch.diag(torch.tensor([0.01, 0.1, 1.0]))),
+}
+
+
+@pytest.mark.parametrize('target', list(NUTS_TARGETS))
+def test_compiled_nuts_equals_eager(target):
+    model = NUTS_TARGETS[target]()
+    scaled = target == 'ill-conditioned-mass'   # variances 0.01, 0.1, 1: mass Σ⁻¹, chains started in equilibrium
+    mass = torch.tensor([100.0, 10.0, 1.0]) if scaled else None
+    x0 = start() * torch.tensor([0.1, 0.1 ** 0.5, 1.0]) if scaled else start()
+    def make(c): return NoUTurnSampler(model, step_size=0.2, mass=mass, compile=c)
+    eager, fast = make(False), make(True)
+    (te, de), (tc, dc) = (s.sample(x0, n_steps=12, return_trajectory=True, return_diagnostics=True, generator=8)
+                          for s in (eager, fast))
+    close(tc, te)
+    close(dc['acceptance_rate'], de['acceptance_rate'], tol=1e-5)
+    for key in ('tree_depth', 'n_leapfrog', 'divergences'):
+        assert torch.equal(fast.last_run_stats[key], eager.last_run_stats[key]), key
+    assert 0.5 < float(de['acceptance_rate'].mean()) <= 1.0 and fast.compile_stats.calls > 12
+
+
+def test_compiled_nuts_counts_divergences_as_eagerly():
+    model = ANALYTIC['double-well']()
+    runs = [NoUTurnSampler(model, step_size=3.0, compile=c) for c in (False, True)]
+    for s in runs: s.sample(start(), n_steps=5, generator=2)
+    assert runs[0].last_run_stats['divergences'].sum() > 0
+    assert torch.equal(runs[1].last_run_stats['divergences'], runs[0].last_run_stats['divergences'])
+
+
+def test_compiled_nuts_does_not_recompile_across_runs_and_step_sizes():
+    fast = NoUTurnSampler(mlp(), step_size=0.2, compile=True)
+    fast.sample(start(), n_steps=10, generator=1)
+    graphs = fast.compile_stats.graphs
+    assert graphs <= 5   # the leaf kernel for 0–3 closing blocks, and the U-turn check of larger ones
+    fast.step_size = 0.15
+    fast.sample(start(), n_steps=10, generator=2)
+    assert fast.compile_stats.graphs == graphs
 
 
 # --- one graph, and no recompilation ----------------------------------------------------------------------------
@@ -257,11 +302,13 @@ BAD = {
     'hmc-none': (lambda m: HamiltonianMonteCarlo(m, compile=None), TypeError, 'compile'),
     'mala-float': (lambda m: MALA(m, compile=1.0), TypeError, 'compile'),
     'langevin-heun': (lambda m: LangevinDynamics(m, integrator='heun', compile=True), ValueError, 'Euler–Maruyama'),
-    'nuts-attribute': (lambda m: setattr(NoUTurnSampler(m, step_size=0.1), 'compiled', True), ValueError, 'no compiled step'),
+    'nuts-string': (lambda m: NoUTurnSampler(m, step_size=0.1, compile='on'), TypeError, 'compile'),
+    'underdamped-attribute': (lambda m: setattr(UnderdampedLangevin(m, step_size=0.1), 'compiled', True), ValueError,
+                              'no compiled step'),
     'cd-string': (lambda m: ContrastiveDivergence(m, LangevinDynamics(m), compile='true'), TypeError, 'compile'),
     'cd-duck-sampler': (lambda m: ContrastiveDivergence(m, _Duck(m), compile=True), TypeError, 'library sampler'),
-    'cd-nuts': (lambda m: ContrastiveDivergence(m, NoUTurnSampler(m, step_size=0.1), compile=True), ValueError,
-                'no compiled step'),
+    'cd-underdamped': (lambda m: ContrastiveDivergence(m, UnderdampedLangevin(m, step_size=0.1), compile=True), ValueError,
+                       'no compiled step'),
     'mixed-precision-model': (lambda m: LangevinDynamics(_mixed(), compile=True), ValueError, 'use_mixed_precision'),
 }
 

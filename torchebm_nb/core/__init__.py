@@ -9,7 +9,7 @@ from .base_interpolant import BaseInterpolant, expand_t_like_x
 from .mcmc import (ChainContext, ChainProgress, ChainRecorder, Force, StepInfo, UnconvergedWarning, no_convergence_check, nonfinite_chains,
                    nonfinite_energies, register_accelerator, report_nonfinite, run_chain)
 from .base_sampler import BaseSampler, is_mcmc_sampler, mcmc_sample
-from .compiled import CompileStats, CompiledStep, StepExplanation, compiled_step, explain_step, step_tensor, traced_energy_and_gradient
+from .compiled import CompileStats, CompiledKernel, CompiledStep, StepExplanation, compiled_step, explain_step, step_tensor, traced_energy_and_gradient
 from .base_loss import BaseLoss, BaseContrastiveDivergence, BaseScoreMatching
 from .base_model import (BaseModel, DoubleWellModel, GaussianModel, HarmonicModel, RosenbrockModel, AckleyModel,
                          RastriginModel, HimmelblauModel, BoothModel, StyblinskiTangModel, CompositeModel)
@@ -24,6 +24,6 @@ __all__ = [
     'BaseScheduler', 'ConstantScheduler', 'ExponentialDecayScheduler', 'LinearScheduler', 'CosineScheduler',
     'MultiStepScheduler', 'WarmupScheduler', 'TemperatureScheduler', 'CyclicalScheduler', 'Schedulable',
     'ChainContext', 'ChainProgress', 'ChainRecorder', 'Force', 'StepInfo', 'nonfinite_chains', 'nonfinite_energies', 'register_accelerator', 'report_nonfinite',
-    'run_chain', 'CompileStats', 'CompiledStep', 'StepExplanation', 'compiled_step', 'explain_step', 'step_tensor', 'traced_energy_and_gradient', 'UnconvergedWarning', 'no_convergence_check', 'is_mcmc_sampler', 'mcmc_sample',
+    'run_chain', 'CompileStats', 'CompiledKernel', 'CompiledStep', 'StepExplanation', 'compiled_step', 'explain_step', 'step_tensor', 'traced_energy_and_gradient', 'UnconvergedWarning', 'no_convergence_check', 'is_mcmc_sampler', 'mcmc_sample',
     'BaseTrainer', 'ContrastiveDivergenceTrainer', 'DivergenceGuard', 'TRAINER_NONFINITE_POLICIES',
 ]

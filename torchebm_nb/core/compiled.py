@@ -17,9 +17,9 @@ from .base_sampler import BaseSampler
 from .mcmc import ChainContext, StepInfo, register_accelerator
 
 # %% auto #0
-__all__ = ['has_closed_form_gradient', 'traced_energy_and_gradient', 'CompileStats', 'step_tensor', 'compiled_kernel',
-           'check_traceable_model', 'CompiledStep', 'compiled_step', 'compile_stats', 'StepExplanation',
-           'graph_break_reason', 'explain_step']
+__all__ = ['has_closed_form_gradient', 'traced_energy_and_gradient', 'CompileStats', 'step_tensor', 'fresh_copy',
+           'CompiledKernel', 'compiled_kernel', 'check_traceable_model', 'call_compiled', 'CompiledStep',
+           'compiled_step', 'compile_stats', 'StepExplanation', 'graph_break_reason', 'explain_step']
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #70463801
 def has_closed_form_gradient(model: nn.Module) -> bool:
@@ -74,10 +74,26 @@ def step_tensor(value: float, # a per-step number (a step size, a noise scale)
     "`value` as a 0-d tensor beside the chains, so a changing value is a new input, not a new graph (a fill: no host-device copy)."
     return torch.full((), value, dtype=like.dtype, device=like.device)
 
-def compiled_kernel(kernel: Callable) -> Callable:
-    "The process-wide `torch.compile(kernel, fullgraph=True)` (one per kernel, so guards, not copies, tell graphs apart)."
-    if kernel not in _KERNELS:
-        _KERNELS[kernel] = torch.compile(kernel, fullgraph=True, backend=_counting_backend)
+def fresh_copy(fn: Callable) -> Callable:
+    "`fn` with a code object of its own: Dynamo keeps its compiled graphs (and counts recompilations) per code object."
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+class CompiledKernel:
+    "`torch.compile(kernel, fullgraph=True)`, on a fresh copy of the kernel that is renewed when Dynamo's recompile limit is reached."
+    def __init__(self, kernel: Callable): # a pure function of tensors (and Python constants)
+        self.kernel, self.renewals = kernel, 0
+        self.fn = torch.compile(fresh_copy(kernel), fullgraph=True, backend=_counting_backend)
+
+    def __call__(self, *args):
+        try: return self.fn(*args)
+        except Exception as error:   # a long-lived process met more models or shapes than one cache holds: start a new one
+            if type(error).__name__ != 'FailOnRecompileLimitHit': raise
+            self.fn, self.renewals = torch.compile(fresh_copy(self.kernel), fullgraph=True, backend=_counting_backend), self.renewals + 1
+            return self.fn(*args)
+
+def compiled_kernel(kernel: Callable) -> CompiledKernel:
+    "The process-wide compiled `kernel` (one per kernel, so guards, not copies, tell its graphs apart)."
+    if kernel not in _KERNELS: _KERNELS[kernel] = CompiledKernel(kernel)
     return _KERNELS[kernel]
 
 def check_traceable_model(model: nn.Module) -> None:
@@ -88,33 +104,43 @@ def check_traceable_model(model: nn.Module) -> None:
                              "run it with compile=False")
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #d362200d
+def call_compiled(stats: CompileStats, # the sampler's tally, updated
+                  fn: Callable, # a function from `compiled_kernel`
+                  *args, # its arguments
+                  owner: str = 'the sampler', # who calls, for a graph-break message
+                 ):
+    "`fn(*args)`, counting the call and any graph it compiled (with the call's time) in `stats`; a graph break is a `RuntimeError` saying where."
+    before, start = _GRAPHS.graphs, time.perf_counter()
+    try: out = fn(*args)
+    except Exception as error:
+        if type(error).__name__ != 'Unsupported': raise
+        raise RuntimeError(f"compile=True: {owner}'s step cannot be compiled as one graph (a graph break): "
+                           f"{graph_break_reason(error)}. Make the model traceable (see `explain_step`) or run it with "
+                           "compile=False") from error
+    if _GRAPHS.graphs != before:
+        stats.graphs += _GRAPHS.graphs - before
+        stats.seconds += time.perf_counter() - start
+    stats.calls += 1
+    return out
+
 class CompiledStep:
     "A run path: the sampler's kernel, compiled, between its eager `kernel_inputs` and `kernel_outputs`."
     whole_chain = False
 
-    def __init__(self, sampler: BaseSampler): # a sampler whose `compile_problem()` is None
-        self.sampler, self.stats = sampler, CompileStats()
+    def __init__(self, sampler: BaseSampler): # a sampler with a kernel, whose `compile_problem()` is None
+        self.sampler, self.stats = sampler, sampler.compile_stats
         self.fn = compiled_kernel(type(sampler).kernel)
 
     def step(self, state, params, ctx: ChainContext) -> Tuple[Any, StepInfo]:
         "One compiled step of every chain (the protocol's `step`)."
         inputs = self.sampler.kernel_inputs(state, params, ctx)
-        before, start = _GRAPHS.graphs, time.perf_counter()
-        try: outputs = self.fn(ctx.model, ctx.model_kwargs, *inputs)
-        except Exception as error:
-            if type(error).__name__ != 'Unsupported': raise
-            raise RuntimeError(f"compile=True: {type(self.sampler).__name__}'s step on {type(ctx.model).__name__} cannot be "
-                               f"compiled as one graph (a graph break): {graph_break_reason(error)}. Make the model "
-                               "traceable (see `explain_step`) or run it with compile=False") from error
-        if _GRAPHS.graphs != before:
-            self.stats.graphs += _GRAPHS.graphs - before
-            self.stats.seconds += time.perf_counter() - start
-        self.stats.calls += 1
+        outputs = call_compiled(self.stats, self.fn, ctx.model, ctx.model_kwargs, *inputs,
+                                owner=f"{type(self.sampler).__name__} on {type(ctx.model).__name__}")
         return self.sampler.kernel_outputs(state, outputs)
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #1dffa7ce
 def compiled_step(sampler: BaseSampler) -> CompiledStep:
-    "The sampler's compiled path, made once and kept (with its `CompileStats`) for all its runs."
+    "The sampler's compiled path, made once and kept for all its runs."
     path = sampler.__dict__.get('_compiled_step')
     if path is None:
         problem = sampler.compile_problem()
@@ -123,8 +149,8 @@ def compiled_step(sampler: BaseSampler) -> CompiledStep:
     return path
 
 def _compiled_path(sampler, params, x: torch.Tensor, ctx: ChainContext, whole_chain: bool):
-    "The accelerator hook: the compiled step for samplers with `compiled = True`."
-    if not getattr(sampler, 'compiled', False): return None
+    "The accelerator hook: the compiled step for samplers with `compiled = True` and a kernel (others compile inside `step`)."
+    if not getattr(sampler, 'compiled', False) or getattr(type(sampler), 'kernel', None) is None: return None
     check_traceable_model(ctx.model)
     return compiled_step(sampler)
 
@@ -132,8 +158,8 @@ _ = register_accelerator(_compiled_path)   # registered with the core, before an
 
 @property
 def compile_stats(self: BaseSampler) -> CompileStats:
-    "What compiling this sampler's step has cost: graphs compiled, seconds spent, compiled steps taken."
-    return compiled_step(self).stats if self.compiled else CompileStats()
+    "What compiling this sampler's steps has cost: graphs compiled, seconds spent, compiled calls made."
+    return self.__dict__.setdefault('_compile_stats', CompileStats())
 BaseSampler.compile_stats = compile_stats
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #08bb8ff6
@@ -158,9 +184,7 @@ def explain_step(sampler: BaseSampler, # a sampler with a kernel
     if problem is not None: raise ValueError(f"explain_step: {problem}")
     ctx = sampler.context(model_kwargs, None, generator)
     state = sampler.init(sampler.initial_state(x), ctx)
-    kernel = type(sampler).kernel
-    fresh = types.FunctionType(kernel.__code__.replace(), kernel.__globals__, kernel.__name__, kernel.__defaults__,
-                               kernel.__closure__)   # its own code object: its own Dynamo cache, none of the kernel's
+    fresh = fresh_copy(type(sampler).kernel)   # its own code object: its own Dynamo cache, none of the kernel's
     with torch.no_grad():
         inputs = sampler.kernel_inputs(state, sampler.current_params(), ctx)
         try: torch.compile(fresh, fullgraph=True, backend='eager')(ctx.model, ctx.model_kwargs, *inputs)

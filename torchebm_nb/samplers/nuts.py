@@ -5,22 +5,25 @@
 # %% ../../nbs/20_samplers/08_nuts.ipynb #2f901baf
 from __future__ import annotations
 import math
-from typing import Callable, Dict, List, NamedTuple, Tuple, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from fastcore.basics import patch
 
-from ..core.base_integrator import BaseSymplecticIntegrator
+from ..core.base_integrator import BaseSymplecticIntegrator, clamp_force
 from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
+from ..core.base_sampler import BaseSampler
+from ..core.compiled import CompiledKernel, call_compiled, compiled_kernel, step_tensor, traced_energy_and_gradient
 from ..core.mcmc import ChainContext, Force, StepInfo, nonfinite_energies
 from ..core.validation import check_int, check_real
 from ..integrators.integrator_utils import resolve_integrator
 from .hmc import HMCState, HamiltonianSampler, kinetic_energy
 
 # %% auto #0
-__all__ = ['NUTS', 'NUTSParams', 'NoUTurnSampler', 'tree_summary']
+__all__ = ['NUTS', 'INLINE_CHECKS', 'NUTSParams', 'NoUTurnSampler', 'nuts_leaf_kernel', 'leaf_kernel', 'CompiledSubtree',
+           'tree_summary']
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #a658a3d4
 def _trailing_zeros(n: int, # a point's index inside a subtree, ≥ 0
@@ -63,6 +66,8 @@ class NoUTurnSampler(HamiltonianSampler):
                  mass: Union[float, torch.Tensor, None] = None, # diagonal mass: None (1), a number, or one value per element of the event
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
+                 *,
+                 compile: bool = False, # compile each tree point's work and the U-turn check (`torch.compile`), see below
                 ):
         super().__init__(model, dtype=dtype, device=device)
         self.step_size = step_size
@@ -72,6 +77,7 @@ class NoUTurnSampler(HamiltonianSampler):
         self.integrator = resolve_integrator(None, default='leapfrog', family=BaseSymplecticIntegrator,
                                              owner='NoUTurnSampler', device=self.device, dtype=self.dtype)
         self._tree_log: List[torch.Tensor] = []   # one row (mean depth, mean leapfrog steps, divergences) per iteration
+        self.compiled = compile
 
     def current_params(self) -> NUTSParams:
         "This iteration's step size (the schedule's current value), limits and mass."
@@ -101,10 +107,11 @@ def step(self: NoUTurnSampler, state: HMCState, # the chains
     force_fn = Force(ctx, self.integrator.max_force)
     leapfrog = lambda point, h: self._leaf(point, h, params.mass, force_fn)
     uniform = lambda: self._draw_uniform(x, ctx.generator)
+    extend = CompiledSubtree(self, ctx, params, x).extend if self.compiled else self._extend
     for depth in range(params.max_tree_depth):
         forward = uniform() < 0.5
         chains['tree_depth'] += ~chains['done']
-        self._extend(tree, chains, forward, depth, step, params, leapfrog, uniform)
+        extend(tree, chains, forward, depth, step, params, leapfrog, uniform)
         if depth + 1 < params.max_tree_depth and bool(chains['done'].all()): break   # the one host sync per doubling
     new = HMCState(*tree['sample'])
     accept = chains['accept_sum'] / chains['n_leapfrog']
@@ -177,6 +184,114 @@ def _extend(self: NoUTurnSampler, tree: dict, chains: dict, forward: torch.Tenso
     tree['right'] = _where_point(alive & forward, point, tree['right'])
     tree['left'] = _where_point(alive & ~forward, point, tree['left'])
     chains['done'] |= ~alive | turned
+
+# %% ../../nbs/20_samplers/08_nuts.ipynb #3fd69782
+def nuts_leaf_kernel(model, model_kwargs, # the energy and its conditioning
+                     x, p, force, # the point the subtree grows from (force: the safe −∇E there)
+                     step, alive, u, # the signed step (B,), the chains still growing (B,), this point's uniform (B,)
+                     log_weight, cand_x, cand_energy, cand_force, # the subtree's log weight and its current choice
+                     h0, n_leapfrog, accept_sum, diverging, # H₀ and the iteration's per-chain tallies
+                     momentum_sum, # Σp over the subtree so far
+                     mass, inverse_mass, # diagonal M and M⁻¹ (0-d or the event's shape)
+                     max_energy_error: float, max_force: float, # the divergence threshold; the safe force's bound
+                     checks: tuple, # the blocks that end here: () or ((first₁, Σ-before₁), (first_k, before_k−1, first_k−1, Σ-before_k−1, Σ-before_k), …)
+                    ) -> tuple:
+    "One point of every chain's subtree as a pure function: leapfrog, H − H₀, divergence, tallies, multinomial choice, U-turn checks."
+    h = (step * alive).reshape(-1, *[1] * (x.ndim - 1))   # finished chains take a step of 0
+    p1 = p + 0.5 * h * force
+    x1 = x + h * inverse_mass * p1
+    energy, gradient = traced_energy_and_gradient(model, x1, model_kwargs)
+    f1 = clamp_force(-gradient, max_force)
+    p1 = p1 + 0.5 * h * f1
+    error = torch.nan_to_num(kinetic_energy(p1, mass) + energy.clamp(-1e10, 1e10) - h0, nan=math.inf)   # H − H₀
+    accept_sum = accept_sum + torch.where(alive, error.neg().clamp(max=0.0).exp(), 0.0)
+    diverged = alive & (error > max_energy_error)
+    valid = alive & ~diverged
+    total = torch.logaddexp(log_weight, -error)
+    take = valid & (u < (-error - total).exp())
+    candidate = _where_point(take, (x1, energy, f1), (cand_x, cand_energy, cand_force))
+    summed = momentum_sum + p1
+    turned = torch.zeros_like(valid)
+    for k, block in enumerate(checks, start=1):   # level 1's lower half is this point alone: its own p and Σ
+        first_k, before, first, sum_before, sum_before_k = ((block[0], p, p1, momentum_sum, block[1]) if k == 1 else block)
+        turned = turned | _turned(inverse_mass, first_k, p1, before, first, sum_before - sum_before_k, summed - sum_before)
+    growing = valid & ~turned
+    return (*_where_point(growing, (x1, p1, f1), (x, p, force)), p1, growing, torch.where(valid, total, log_weight),
+            *candidate, n_leapfrog + alive, accept_sum, diverging | diverged, summed)
+
+# %% ../../nbs/20_samplers/08_nuts.ipynb #953f8de0
+_LEAF_KERNELS: Dict[int, Callable] = {}
+INLINE_CHECKS = 3   # blocks of up to 2³ points are checked inside the leaf kernel; the rarer larger ones by a compiled `_turned`
+
+def leaf_kernel(n_checks: int) -> CompiledKernel:
+    "The compiled `nuts_leaf_kernel` for points that close `n_checks` blocks (each count its own copy, so its own graphs)."
+    if n_checks not in _LEAF_KERNELS: _LEAF_KERNELS[n_checks] = CompiledKernel(nuts_leaf_kernel)
+    return _LEAF_KERNELS[n_checks]
+
+class CompiledSubtree:
+    "NUTS's subtree for one iteration with each point's work compiled (`compile=True`); the same draws as `_extend`."
+    def __init__(self, sampler: BaseSampler, ctx: ChainContext, params: NUTSParams, x: torch.Tensor):
+        self.ctx, self.stats, self.owner = ctx, sampler.compile_stats, f"NoUTurnSampler on {type(ctx.model).__name__}"
+        self.mass = params.mass if torch.is_tensor(params.mass) else step_tensor(params.mass, x)
+        self.inverse_mass = self.mass.clamp(min=1e-10).reciprocal()
+        self.limits = (params.max_energy_error, sampler.integrator.max_force)
+        self.check = compiled_kernel(_turned)
+
+    def leaf(self, n_checks: int, *args):
+        "One compiled point of every chain's subtree (see `nuts_leaf_kernel`)."
+        return call_compiled(self.stats, leaf_kernel(n_checks), self.ctx.model, self.ctx.model_kwargs, *args,
+                             owner=self.owner)
+
+    def turned(self, *args) -> torch.Tensor:
+        "`_turned`, compiled (for the blocks larger than the leaf kernel checks)."
+        return call_compiled(self.stats, self.check, *args, owner=self.owner)
+
+# %% ../../nbs/20_samplers/08_nuts.ipynb #1c0fba46
+@patch
+def extend(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
+           params: NUTSParams, leapfrog: Callable, uniform: Callable) -> None:
+    "`_extend` with one compiled call per point: the same subtree, draws and join."
+    alive = ~chains['done']
+    point = _where_point(forward, tree['right'], tree['left'])
+    signed_step = torch.where(forward, step, -step)
+    log_weight, candidate = torch.full_like(step, -math.inf), tree['sample']
+    momentum_sum = torch.zeros_like(point[1])
+    first, before, sum_before = [None] * (depth + 1), [None] * (depth + 1), [None] * (depth + 1)   # slot k: a block of 2^k
+    for n in range(2 ** depth):
+        ends = _trailing_zeros(n + 1, depth)   # the blocks of 2, 4, … points that end here
+        inline = min(ends, INLINE_CHECKS)
+        checks = tuple((first[1], sum_before[1]) if k == 1 else (first[k], before[k - 1], first[k - 1], sum_before[k - 1], sum_before[k])
+                       for k in range(1, inline + 1))
+        out = self.leaf(inline, *point, signed_step, alive, uniform(), log_weight, *candidate, tree['h0'],
+                        chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum, self.mass,
+                        self.inverse_mass, *self.limits, checks)
+        if ends > inline:   # a block of 16 or more points ends here: check it across its halves, as `_extend` does
+            turned = torch.zeros_like(out[4])
+            for k in range(inline + 1, ends + 1):
+                turned |= self.turned(self.inverse_mass, first[k], out[3], before[k - 1], first[k - 1],
+                                      sum_before[k - 1] - sum_before[k], out[12] - sum_before[k - 1])
+            out = (*_where_point(turned, point, out[0:3]), out[3], out[4] & ~turned, *out[5:])
+        for k in range(_trailing_zeros(n, depth) + 1):   # the blocks that start at this point
+            first[k], before[k], sum_before[k] = out[3], point[1], momentum_sum
+        point, alive, log_weight, candidate = out[0:3], out[4], out[5], out[6:9]
+        chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum = out[9:13]
+    take = alive & (uniform() < (log_weight - tree['log_weight']).exp())
+    tree['sample'] = _where_point(take, candidate, tree['sample'])
+    far = _where(forward, tree['left'][1], tree['right'][1])
+    turned = _turned(self.inverse_mass, far, point[1], before[depth], first[depth], tree['momentum_sum'], momentum_sum)
+    tree['log_weight'] = torch.where(alive, torch.logaddexp(tree['log_weight'], log_weight), tree['log_weight'])
+    tree['momentum_sum'] = _where(alive, tree['momentum_sum'] + momentum_sum, tree['momentum_sum'])
+    tree['right'] = _where_point(alive & forward, point, tree['right'])
+    tree['left'] = _where_point(alive & ~forward, point, tree['left'])
+    chains['done'] |= ~alive | turned
+
+@patch_override
+def compile_problem(self: NoUTurnSampler) -> Optional[str]:
+    "None: NUTS compiles the work at each point of its trees itself (there is no kernel for the whole step); the model's limits still apply."
+    for flag in ('use_mixed_precision', 'force_fp32_gradient'):
+        if getattr(self.model, flag, False) is True:
+            return f"the model has {flag}=True, which the compiled step does not reproduce; run it with compile=False"
+    return None
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #abafa97a
 def tree_summary(info: StepInfo) -> torch.Tensor:
