@@ -1,4 +1,5 @@
-"""Compiled steps (issue 19): `compile=True` on LangevinDynamics, HamiltonianMonteCarlo, MALA and NUTS, and on the CD losses.
+"""Compiled steps (issue 19): `compile=True` on LangevinDynamics, HamiltonianMonteCarlo, MALA, UnderdampedLangevin and
+NUTS, and on the CD losses.
 
 What is pinned down here, on CPU:
 - seeded compiled chains equal the eager chains to float32 rounding (the same noise: the draws stay eager), for an MLP
@@ -22,8 +23,8 @@ from torchebm_nb.core import (BaseModel, DoubleWellModel, GaussianModel, Harmoni
                               RosenbrockModel, explain_step)
 from torchebm_nb.losses import ContrastiveDivergence, PersistentContrastiveDivergence
 from torchebm_nb.models import MLPEnergy
-from torchebm_nb.samplers import (MALA, HamiltonianMonteCarlo, LangevinDynamics, NoUTurnSampler, ParallelTempering,
-                                  UnderdampedLangevin)
+from torchebm_nb.samplers import (MALA, GradientDescentSampler, HamiltonianMonteCarlo, LangevinDynamics, NoUTurnSampler,
+                                  ParallelTempering, UnderdampedLangevin)
 
 torch.set_num_threads(1)
 D, B = 3, 64
@@ -66,6 +67,11 @@ SAMPLERS = {
     'hmc-mass-scheduled': lambda m, c: HamiltonianMonteCarlo(m, step_size=LinearScheduler(0.9, 0.3, 15), n_leapfrog_steps=3,
                                                              mass=torch.tensor([1.0, 2.0, 0.5]), compile=c),
     'mala': lambda m, c: MALA(m, step_size=0.5, compile=c),
+    'underdamped-baoab-mass': lambda m, c: UnderdampedLangevin(m, step_size=0.2, friction=0.5, mass=torch.tensor([1.0, 2.0, 0.5]),
+                                                               compile=c),
+    'underdamped-obabo-scheduled': lambda m, c: UnderdampedLangevin(m, step_size=LinearScheduler(0.3, 0.1, 15), friction=1.5,
+                                                                    integrator='obabo', compile=c),
+    'underdamped-aboba': lambda m, c: UnderdampedLangevin(m, step_size=0.2, integrator='aboba', compile=c),
 }
 
 
@@ -178,7 +184,7 @@ def test_compiled_nuts_does_not_recompile_across_runs_and_step_sizes():
 
 # --- one graph, and no recompilation ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize('kind', ['langevin', 'hmc', 'mala'])
+@pytest.mark.parametrize('kind', ['langevin', 'hmc', 'mala', 'underdamped-baoab-mass'])
 @pytest.mark.parametrize('energy', ['mlp', 'gaussian', 'double-well', 'harmonic'])
 def test_kernels_trace_as_one_graph(kind, energy):
     model = {'mlp': mlp, 'harmonic': HarmonicModel, **ANALYTIC}[energy]()
@@ -303,12 +309,13 @@ BAD = {
     'mala-float': (lambda m: MALA(m, compile=1.0), TypeError, 'compile'),
     'langevin-heun': (lambda m: LangevinDynamics(m, integrator='heun', compile=True), ValueError, 'Euler–Maruyama'),
     'nuts-string': (lambda m: NoUTurnSampler(m, step_size=0.1, compile='on'), TypeError, 'compile'),
-    'underdamped-attribute': (lambda m: setattr(UnderdampedLangevin(m, step_size=0.1), 'compiled', True), ValueError,
-                              'no compiled step'),
+    'descent-attribute': (lambda m: setattr(GradientDescentSampler(m, step_size=0.1), 'compiled', True), ValueError,
+                          'no compiled step'),
+    'underdamped-string': (lambda m: UnderdampedLangevin(m, compile='on'), TypeError, 'compile'),
     'cd-string': (lambda m: ContrastiveDivergence(m, LangevinDynamics(m), compile='true'), TypeError, 'compile'),
     'cd-duck-sampler': (lambda m: ContrastiveDivergence(m, _Duck(m), compile=True), TypeError, 'library sampler'),
-    'cd-underdamped': (lambda m: ContrastiveDivergence(m, UnderdampedLangevin(m, step_size=0.1), compile=True), ValueError,
-                       'no compiled step'),
+    'cd-descent': (lambda m: ContrastiveDivergence(m, GradientDescentSampler(m, step_size=0.1), compile=True), ValueError,
+                   'no compiled step'),
     'mixed-precision-model': (lambda m: LangevinDynamics(_mixed(), compile=True), ValueError, 'use_mixed_precision'),
 }
 

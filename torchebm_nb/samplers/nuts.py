@@ -140,17 +140,34 @@ def _leaf(self: NoUTurnSampler, point, step: torch.Tensor, mass, force: Force):
     out = self.integrator.step({'x': point[0], 'p': point[1], 'force': point[2]}, step, mass, drift=force)   # force is safe
     return (out['x'], out['p'], out['force']), force.energy(out['x'])
 
+# %% ../../nbs/20_samplers/08_nuts.ipynb #cdf021fb
+def _subtree_start(tree: dict, chains: dict, forward: torch.Tensor, step: torch.Tensor) -> tuple:
+    "What a subtree grows from: the growing chains, the end point on the `forward` side, the signed step, an empty weight, choice and Σp."
+    point = _where_point(forward, tree['right'], tree['left'])
+    return (~chains['done'], point, torch.where(forward, step, -step), torch.full_like(step, -math.inf), tree['sample'],
+            torch.zeros_like(point[1]))
+
+def _join_subtree(tree: dict, chains: dict, forward: torch.Tensor, u: torch.Tensor, inverse_mass, alive: torch.Tensor,
+                  point: tuple, log_weight: torch.Tensor, candidate: tuple, momentum_sum: torch.Tensor,
+                  p_before: torch.Tensor, p_first: torch.Tensor) -> None:
+    "Where `alive`, the subtree is whole: biased progressive sampling between it and the trajectory (uniform `u`), then the join."
+    take = alive & (u < (log_weight - tree['log_weight']).exp())
+    tree['sample'] = _where_point(take, candidate, tree['sample'])
+    far = _where(forward, tree['left'][1], tree['right'][1])
+    turned = _turned(inverse_mass, far, point[1], p_before, p_first, tree['momentum_sum'], momentum_sum)
+    tree['log_weight'] = torch.where(alive, torch.logaddexp(tree['log_weight'], log_weight), tree['log_weight'])
+    tree['momentum_sum'] = _where(alive, tree['momentum_sum'] + momentum_sum, tree['momentum_sum'])
+    tree['right'] = _where_point(alive & forward, point, tree['right'])
+    tree['left'] = _where_point(alive & ~forward, point, tree['left'])
+    chains['done'] |= ~alive | turned
+
 # %% ../../nbs/20_samplers/08_nuts.ipynb #28de535a
 @patch
 def _extend(self: NoUTurnSampler, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
             params: NUTSParams, leapfrog: Callable, uniform: Callable) -> None:
     "Build a subtree of 2^depth points on each unfinished chain's `forward` side, in lockstep; join it where it is valid."
-    alive = ~chains['done']
     inverse_mass = 1.0 / params.mass   # M⁻¹ of the U-turn checks: once per doubling, not once per check
-    point = _where_point(forward, tree['right'], tree['left'])
-    signed_step = torch.where(forward, step, -step)
-    log_weight, candidate = torch.full_like(step, -math.inf), tree['sample']
-    momentum_sum = torch.zeros_like(point[1])
+    alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
     first, before, sum_before = [None] * (depth + 1), [None] * (depth + 1), [None] * (depth + 1)   # slot k: a block of 2^k
     for n in range(2 ** depth):
         leaf, energy = leapfrog(point, signed_step * alive)   # finished chains take a step of 0
@@ -174,16 +191,8 @@ def _extend(self: NoUTurnSampler, tree: dict, chains: dict, forward: torch.Tenso
                               sum_before[k - 1] - sum_before[k], momentum_sum - sum_before[k - 1])
         alive = valid & ~turned
         point = _where_point(alive, leaf, point)
-    # where `alive`, the subtree is whole: biased progressive sampling between it and the trajectory, then the join
-    take = alive & (uniform() < (log_weight - tree['log_weight']).exp())
-    tree['sample'] = _where_point(take, candidate, tree['sample'])
-    far = _where(forward, tree['left'][1], tree['right'][1])
-    turned = _turned(inverse_mass, far, point[1], before[depth], first[depth], tree['momentum_sum'], momentum_sum)
-    tree['log_weight'] = torch.where(alive, torch.logaddexp(tree['log_weight'], log_weight), tree['log_weight'])
-    tree['momentum_sum'] = _where(alive, tree['momentum_sum'] + momentum_sum, tree['momentum_sum'])
-    tree['right'] = _where_point(alive & forward, point, tree['right'])
-    tree['left'] = _where_point(alive & ~forward, point, tree['left'])
-    chains['done'] |= ~alive | turned
+    _join_subtree(tree, chains, forward, uniform(), inverse_mass, alive, point, log_weight, candidate, momentum_sum,
+                  before[depth], first[depth])
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #3fd69782
 def nuts_leaf_kernel(model, model_kwargs, # the energy and its conditioning
@@ -251,11 +260,7 @@ class CompiledSubtree:
 def extend(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
            params: NUTSParams, leapfrog: Callable, uniform: Callable) -> None:
     "`_extend` with one compiled call per point: the same subtree, draws and join."
-    alive = ~chains['done']
-    point = _where_point(forward, tree['right'], tree['left'])
-    signed_step = torch.where(forward, step, -step)
-    log_weight, candidate = torch.full_like(step, -math.inf), tree['sample']
-    momentum_sum = torch.zeros_like(point[1])
+    alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
     first, before, sum_before = [None] * (depth + 1), [None] * (depth + 1), [None] * (depth + 1)   # slot k: a block of 2^k
     for n in range(2 ** depth):
         ends = _trailing_zeros(n + 1, depth)   # the blocks of 2, 4, … points that end here
@@ -275,15 +280,8 @@ def extend(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tenso
             first[k], before[k], sum_before[k] = out[3], point[1], momentum_sum
         point, alive, log_weight, candidate = out[0:3], out[4], out[5], out[6:9]
         chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum = out[9:13]
-    take = alive & (uniform() < (log_weight - tree['log_weight']).exp())
-    tree['sample'] = _where_point(take, candidate, tree['sample'])
-    far = _where(forward, tree['left'][1], tree['right'][1])
-    turned = _turned(self.inverse_mass, far, point[1], before[depth], first[depth], tree['momentum_sum'], momentum_sum)
-    tree['log_weight'] = torch.where(alive, torch.logaddexp(tree['log_weight'], log_weight), tree['log_weight'])
-    tree['momentum_sum'] = _where(alive, tree['momentum_sum'] + momentum_sum, tree['momentum_sum'])
-    tree['right'] = _where_point(alive & forward, point, tree['right'])
-    tree['left'] = _where_point(alive & ~forward, point, tree['left'])
-    chains['done'] |= ~alive | turned
+    _join_subtree(tree, chains, forward, uniform(), self.inverse_mass, alive, point, log_weight, candidate, momentum_sum,
+                  before[depth], first[depth])
 
 @patch_override
 def compile_problem(self: NoUTurnSampler) -> Optional[str]:

@@ -8,17 +8,21 @@ from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
+from fastcore.basics import patch
 
 from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
+from ..core.base_sampler import BaseSampler
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
+from ..core.compiled import step_tensor, traced_energy_and_gradient
 from ..core.mcmc import ChainContext, StepInfo, nonfinite_chains, register_accelerator
 from ..integrators.integrator_utils import resolve_integrator
-from ..integrators.splitting import LangevinSplittingIntegrator
+from ..integrators.splitting import (ABOBAIntegrator, BAOABIntegrator, LangevinSplittingIntegrator,
+                                               OBABOIntegrator)
 from .hmc import HamiltonianSampler, scale_momentum
 
 # %% auto #0
-__all__ = ['UnderdampedState', 'UnderdampedParams', 'UnderdampedLangevin', 'InPlaceChainPath']
+__all__ = ['UnderdampedState', 'UnderdampedParams', 'UnderdampedLangevin', 'InPlaceChainPath', 'underdamped_kernel']
 
 # %% ../../nbs/20_samplers/12_underdamped_langevin.ipynb #907e7611
 @dataclass
@@ -48,12 +52,15 @@ class UnderdampedLangevin(HamiltonianSampler):
                  integrator: Union[str, LangevinSplittingIntegrator] = 'baoab', # 'baoab', 'obabo', 'aboba' or an instance
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
+                 *,
+                 compile: bool = False, # take the compiled step (`torch.compile`; BAOAB, OBABO or ABOBA), see below
                 ):
         super().__init__(model, dtype=dtype, device=device)
         self.step_size, self.friction = step_size, friction
         self.set_mass(mass)
         self.integrator = resolve_integrator(integrator, default='baoab', family=LangevinSplittingIntegrator,
                                              owner='UnderdampedLangevin', device=self.device, dtype=self.dtype)
+        self.compiled = compile
 
     def __repr__(self):
         s = self.schedulers
@@ -126,3 +133,50 @@ def _in_place_path(sampler, params, x, ctx, whole_chain):
     return None
 
 _ = register_accelerator(_in_place_path)   # registered on import
+
+# %% ../../nbs/20_samplers/12_underdamped_langevin.ipynb #9c535a7b
+def underdamped_kernel(model, model_kwargs, # the energy and its conditioning
+                       x: torch.Tensor, p: torch.Tensor, # positions and momenta (B, *S)
+                       force: Optional[torch.Tensor], # −∇E(x), or None (evaluated at the first B)
+                       noises: Tuple[torch.Tensor, ...], # one standard normal per O-step, drawn eagerly
+                       step_size: torch.Tensor, friction: torch.Tensor, mass: torch.Tensor, # h, γ (0-d) and the diagonal mass
+                       sub_steps: tuple, # the splitting's word: ((letter, fraction of h), ...)
+                      ) -> tuple: # (x, p, force at the new x or None)
+    "One splitting step as a pure function: A moves x, B kicks p with the force, O is the exact Ornstein–Uhlenbeck step."
+    inv_m = mass.clamp(min=1e-10).reciprocal()
+    fresh, draws = force is not None, iter(noises)
+    for letter, fraction in sub_steps:
+        tau = fraction * step_size
+        if letter == 'A': x, fresh = x + (tau * inv_m) * p, False
+        elif letter == 'B':
+            if not fresh: force, fresh = -traced_energy_and_gradient(model, x, model_kwargs)[1], True
+            p = p + tau * force
+        else:
+            noise_scale = torch.sqrt(-torch.expm1(-2.0 * friction * tau)) * inv_m.rsqrt()
+            p = torch.exp(-friction * tau) * p + noise_scale * next(draws)
+    return x, p, force if fresh else None
+
+UnderdampedLangevin.kernel = staticmethod(underdamped_kernel)
+
+# %% ../../nbs/20_samplers/12_underdamped_langevin.ipynb #d3a14040
+@patch
+def kernel_inputs(self: UnderdampedLangevin, state: UnderdampedState, params: UnderdampedParams, ctx: ChainContext) -> tuple:
+    "The step's normals (one per O, the eager step's draws in its order) and its parameters, for `underdamped_kernel`."
+    words = self.integrator.sub_steps
+    noises = tuple(torch.empty_like(state.p).normal_(generator=ctx.generator) for letter, _ in words if letter == 'O')
+    mass = params.mass if torch.is_tensor(params.mass) else step_tensor(params.mass, state.x)
+    return (state.x, state.p, state.force, noises, step_tensor(params.step_size, state.x),
+            step_tensor(params.friction, state.x), mass, words)
+
+@patch
+def kernel_outputs(self: UnderdampedLangevin, state: UnderdampedState, outputs: tuple) -> Tuple[UnderdampedState, StepInfo]:
+    "The new state; unadjusted, so no acceptance."
+    return UnderdampedState(*outputs), StepInfo()
+
+@patch_override
+def compile_problem(self: UnderdampedLangevin) -> Optional[str]:
+    "None, or why this sampler cannot take the compiled step (its kernel replays the registered splittings)."
+    if type(self.integrator) not in (BAOABIntegrator, OBABOIntegrator, ABOBAIntegrator):
+        return (f"the compiled underdamped step replays BAOAB, OBABO or ABOBA; this sampler integrates with "
+                f"{type(self.integrator).__name__}")
+    return BaseSampler.compile_problem(self)
