@@ -1,5 +1,5 @@
-"""Compiled steps (issue 19): `compile=True` on LangevinDynamics, HamiltonianMonteCarlo, MALA, UnderdampedLangevin and
-NUTS, and on the CD losses.
+"""Compiled steps (issue 19): `compile=True` on LangevinDynamics, HamiltonianMonteCarlo, MALA, UnderdampedLangevin, NUTS,
+SGLD/pSGLD and SGHMC, and on the CD losses.
 
 What is pinned down here, on CPU:
 - seeded compiled chains equal the eager chains to float32 rounding (the same noise: the draws stay eager), for an MLP
@@ -23,8 +23,8 @@ from torchebm_nb.core import (BaseModel, DoubleWellModel, GaussianModel, Harmoni
                               RosenbrockModel, explain_step)
 from torchebm_nb.losses import ContrastiveDivergence, PersistentContrastiveDivergence
 from torchebm_nb.models import MLPEnergy
-from torchebm_nb.samplers import (MALA, GradientDescentSampler, HamiltonianMonteCarlo, LangevinDynamics, NoUTurnSampler,
-                                  ParallelTempering, UnderdampedLangevin)
+from torchebm_nb.samplers import (MALA, SGHMC, SGLD, GradientDescentSampler, HamiltonianMonteCarlo, LangevinDynamics,
+                                  NoUTurnSampler, ParallelTempering, UnderdampedLangevin)
 
 torch.set_num_threads(1)
 D, B = 3, 64
@@ -182,6 +182,57 @@ def test_compiled_nuts_does_not_recompile_across_runs_and_step_sizes():
     assert fast.compile_stats.graphs == graphs
 
 
+# --- SG-MCMC on minibatches ----------------------------------------------------------------------------------------
+
+class SquaredError(nn.Module):
+    "Σ_batch ½(y − θ·x)², one energy per chain."
+    def forward(self, theta, batch):
+        inputs, targets = batch
+        return 0.5 * (targets - theta @ inputs.T).square().sum(-1)
+
+
+def regression(n=96, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, D, generator=g)
+    return X, X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 * torch.randn(n, generator=g)
+
+
+SG = {
+    'sgld-prior-scheduled': lambda data, c: SGLD(SquaredError(), data, step_size=LinearScheduler(0.004, 0.001, 12), batch_size=16,
+                                                 prior=lambda t: 0.5 * t.square().sum(-1), compile=c),
+    'psgld': lambda data, c: SGLD(SquaredError(), data, step_size=0.003, batch_size=16, preconditioned=True, compile=c),
+    'sghmc': lambda data, c: SGHMC(SquaredError(), data, step_size=0.002, friction=0.3, noise_estimate=0.1, batch_size=16,
+                                   compile=c),
+}
+
+
+@pytest.mark.parametrize('kind', list(SG))
+def test_compiled_sg_samplers_equal_eager_on_tensor_data(kind):
+    data = regression()
+    runs = [SG[kind](data, c) for c in (False, True)]
+    eager, fast = (s.sample(torch.zeros(B, D), n_steps=12, return_trajectory=True, generator=4) for s in runs)
+    close(fast, eager)
+    assert runs[1].compile_stats.calls == 12 and runs[1].compile_stats.graphs <= 2
+
+
+def test_compiled_sgld_on_a_data_loader_with_a_short_last_batch():
+    X, y = regression(n=40)
+    def make(c):
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)   # 16, 16, 8
+        return SGLD(SquaredError(), loader, step_size=0.003, compile=c)
+    runs = [make(c) for c in (False, True)]
+    eager, fast = (s.sample(torch.zeros(B, D), n_steps=9, return_trajectory=True, generator=1) for s in runs)
+    close(fast, eager)
+    assert runs[1].compile_stats.graphs <= 2   # the batch of 8 recompiles at most once
+
+
+def test_compiled_sg_checks_the_model_like_the_eager_step():
+    class Pooled(nn.Module):
+        def forward(self, theta, batch): return SquaredError()(theta, batch).sum()
+    with pytest.raises(ValueError, match='one energy per chain'):
+        SGLD(Pooled(), regression(), compile=True).sample(torch.zeros(4, D), n_steps=1)
+
+
 # --- one graph, and no recompilation ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize('kind', ['langevin', 'hmc', 'mala', 'underdamped-baoab-mass'])
@@ -312,6 +363,8 @@ BAD = {
     'descent-attribute': (lambda m: setattr(GradientDescentSampler(m, step_size=0.1), 'compiled', True), ValueError,
                           'no compiled step'),
     'underdamped-string': (lambda m: UnderdampedLangevin(m, compile='on'), TypeError, 'compile'),
+    'sgld-int': (lambda m: SGLD(m, regression(), compile=0), TypeError, 'compile'),
+    'sghmc-none': (lambda m: SGHMC(m, regression(), compile=None), TypeError, 'compile'),
     'cd-string': (lambda m: ContrastiveDivergence(m, LangevinDynamics(m), compile='true'), TypeError, 'compile'),
     'cd-duck-sampler': (lambda m: ContrastiveDivergence(m, _Duck(m), compile=True), TypeError, 'library sampler'),
     'cd-descent': (lambda m: ContrastiveDivergence(m, GradientDescentSampler(m, step_size=0.1), compile=True), ValueError,

@@ -219,7 +219,7 @@ def compile_sampler(sampler: Any) -> None:
     "A loss's `compile=True`: the sampler's `compiled` set, or an error naming `compile` for a sampler without a compiled step."
     if not isinstance(sampler, BaseSampler):
         raise TypeError(f"compile=True needs a library sampler with a compiled step (LangevinDynamics, HamiltonianMonteCarlo, "
-                        f"MALA, UnderdampedLangevin, NoUTurnSampler); got {describe_type(sampler)}")
+                        f"MALA, UnderdampedLangevin, NoUTurnSampler, SGLD, SGHMC); got {describe_type(sampler)}")
     sampler.compiled = True   # the sampler's own check: ValueError 'compile=True: ...' when it has no kernel
 
 # %% ../../nbs/00_core/09_base_loss.ipynb #caca5c79

@@ -15,14 +15,15 @@ from torch import nn
 from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_sampler import BaseSampler, mcmc_sample
+from ..core.compiled import step_tensor
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
 from ..core.mcmc import ChainContext, StepInfo, nonfinite_chains
 from ..core.validation import check_bool, check_instance, check_int, check_real, describe_type, is_int
 
 # %% auto #0
-__all__ = ['SGLD', 'SGHMC', 'data_tensors', 'MinibatchData', 'MinibatchPosterior', 'estimated_gradient',
+__all__ = ['SGLD', 'SGHMC', 'data_tensors', 'MinibatchData', 'MinibatchPosterior', 'check_minibatch_energy', 'estimated_gradient',
            'StochasticGradientSampler', 'SGLDParams', 'SGLDState', 'StochasticGradientLangevin', 'SGHMCParams',
-           'SGHMCState', 'StochasticGradientHMC']
+           'SGHMCState', 'StochasticGradientHMC', 'minibatch_gradient', 'sgld_kernel', 'sghmc_kernel']
 
 # %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #sg0006aa
 def data_tensors(data: Any, # a tensor, or a tuple/list of tensors, with the same first dimension N
@@ -142,6 +143,15 @@ class MinibatchPosterior(BaseModel):
         return energy if self.prior is None else energy + self.prior(theta)
 
 # %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #sg0014aa
+def check_minibatch_energy(energy: Any, # what model(theta, batch) returned
+                           theta: torch.Tensor, # the chains (B, *S)
+                          ) -> torch.Tensor:
+    "`energy` if it is one energy per chain, shape (B,), else a `ValueError` saying what came back."
+    if not torch.is_tensor(energy) or tuple(energy.shape) != (theta.shape[0],):
+        got = tuple(energy.shape) if torch.is_tensor(energy) else type(energy).__name__
+        raise ValueError(f"model(theta, batch) must return one energy per chain, shape ({theta.shape[0]},); got {got}")
+    return energy
+
 @patch
 def minibatch_gradients(self: MinibatchPosterior, theta: torch.Tensor, # chains (B, *S)
                         batch: Any, # a minibatch, as `MinibatchData.draw` gives it
@@ -150,10 +160,7 @@ def minibatch_gradients(self: MinibatchPosterior, theta: torch.Tensor, # chains 
     "(∇ Σ_{n∈batch} Uₙ(θ), ∇E_prior(θ) or None), by autograd: the step combines them as ∇Ê = ∇E_prior + (N/n)·∇ΣUₙ."
     with torch.enable_grad():
         x = theta.detach().requires_grad_(True)
-        energy = self.likelihood(x, batch, **(model_kwargs or {}))
-        if not torch.is_tensor(energy) or tuple(energy.shape) != (x.shape[0],):
-            got = tuple(energy.shape) if torch.is_tensor(energy) else type(energy).__name__
-            raise ValueError(f"model(theta, batch) must return one energy per chain, shape ({x.shape[0]},); got {got}")
+        energy = check_minibatch_energy(self.likelihood(x, batch, **(model_kwargs or {})), x)
         (likelihood,) = torch.autograd.grad(energy.sum(), x)
         if self.prior is None: return likelihood, None
         (prior,) = torch.autograd.grad(self.prior(x).sum(), x)
@@ -188,6 +195,7 @@ class StochasticGradientSampler(BaseSampler):
                  prior: Optional[Any] = None, # E_prior θ ↦ (B,): a module or callable; None: flat
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains (default: the model's)
+                 compile: bool = False, # take the compiled step (`torch.compile`), see below
                 ):
         check_instance(model, 'model', nn.Module, 'a torch.nn.Module (or a function) computing model(theta, batch) -> (B,)',
                        allow_callable=True)
@@ -195,6 +203,7 @@ class StochasticGradientSampler(BaseSampler):
         super().__init__(MinibatchPosterior(model, None, prior, dtype=dtype), dtype=dtype, device=device)
         self.model.data = MinibatchData(data, batch_size, dataset_size, self.device, self.dtype)
         self.step_size = step_size
+        self.compiled = compile
 
     def __repr__(self):
         return (f"{type(self).__name__}(model={type(self.model.likelihood).__name__}, step_size={self.schedulers['step_size'].brief()}, "
@@ -227,11 +236,13 @@ class StochasticGradientLangevin(StochasticGradientSampler):
                  epsilon: float = 1e-5, # λ > 0
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains
+                 *,
+                 compile: bool = False, # take the compiled step (`torch.compile`), see below
                 ):
         self.preconditioned = check_bool(preconditioned, 'preconditioned')
         self.decay = check_real(decay, 'decay', minimum=0, maximum=1, strict_minimum=True, strict_maximum=True)
         self.epsilon = check_real(epsilon, 'epsilon', minimum=0, strict_minimum=True)
-        super().__init__(model, data, step_size, batch_size, dataset_size, prior, dtype, device)
+        super().__init__(model, data, step_size, batch_size, dataset_size, prior, dtype, device, compile)
 
 # %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #sg0022aa
 @patch_override
@@ -285,13 +296,15 @@ class StochasticGradientHMC(StochasticGradientSampler):
                  prior: Optional[Any] = None, # E_prior, or None (flat)
                  dtype: torch.dtype = torch.float32, # dtype of the chains
                  device: Union[str, torch.device, None] = None, # device of the chains
+                 *,
+                 compile: bool = False, # take the compiled step (`torch.compile`), see below
                 ):
         self.friction = check_real(friction, 'friction', minimum=0, maximum=1, strict_minimum=True)
         self.noise_estimate = check_real(noise_estimate, 'noise_estimate', minimum=0)
         if self.noise_estimate > self.friction:
             raise ValueError(f"noise_estimate must be ≤ friction = {self.friction} (the injected noise 2(α − β̂)η must be ≥ 0); "
                              f"got {noise_estimate}")
-        super().__init__(model, data, step_size, batch_size, dataset_size, prior, dtype, device)
+        super().__init__(model, data, step_size, batch_size, dataset_size, prior, dtype, device, compile)
 
 # %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #sg0028aa
 @patch_override
@@ -322,3 +335,79 @@ def step(self: StochasticGradientHMC, state: SGHMCState, # the chains
 
 # %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #sg0031aa
 SGLD, SGHMC = StochasticGradientLangevin, StochasticGradientHMC
+
+# %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #aa57fed8
+def minibatch_gradient(posterior: MinibatchPosterior, # the sampler's posterior (its likelihood and prior)
+                       x: torch.Tensor, batch: Any, # chains (B, *S); a minibatch
+                       scale: torch.Tensor, # N/n, 0-d
+                       model_kwargs: Dict[str, Any], # conditioning
+                      ) -> Tuple[torch.Tensor, torch.Tensor]: # (∇Ê, ∇ΣUₙ over the batch)
+    "The minibatch gradient estimate ∇E_prior + (N/n)∇ΣUₙ, by `torch.func` (for the compiled steps)."
+    likelihood = torch.func.grad(lambda z: posterior.likelihood(z, batch, **model_kwargs).sum())(x)
+    if posterior.prior is None: return likelihood * scale, likelihood
+    return torch.func.grad(lambda z: posterior.prior(z).sum())(x) + likelihood * scale, likelihood
+
+def sgld_kernel(posterior, model_kwargs, # the posterior and its conditioning
+                x: torch.Tensor, batch: Any, noise: torch.Tensor, # chains, the minibatch and ξ, drawn eagerly
+                step_size: torch.Tensor, scale: torch.Tensor, rows: torch.Tensor, # h, N/n and n (0-d)
+                square_average: Optional[torch.Tensor], # pSGLD's V, or None
+                preconditioned: bool, decay: float, epsilon: float, # pSGLD's settings (constants of the graph)
+               ) -> tuple: # (x, V or None, non-finite chains)
+    "One SGLD or pSGLD step as a pure function: θ − (h/2)G∇Ê + √(hG) ξ (G = 1 for SGLD)."
+    gradient, likelihood = minibatch_gradient(posterior, x, batch, scale, model_kwargs)
+    if not preconditioned: x, square = x - 0.5 * step_size * gradient + step_size.sqrt() * noise, None
+    else:
+        mean_square = (likelihood / rows).square()
+        square = mean_square if square_average is None else square_average * decay + (1 - decay) * mean_square
+        g = 1.0 / (epsilon + square.sqrt())
+        x = x - 0.5 * step_size * g * gradient + (step_size * g).sqrt() * noise
+    return x, square, ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+
+StochasticGradientLangevin.kernel = staticmethod(sgld_kernel)
+
+# %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #87578c94
+def sghmc_kernel(posterior, model_kwargs, # the posterior and its conditioning
+                 x: torch.Tensor, velocity: torch.Tensor, batch: Any, noise: torch.Tensor, # the state, minibatch and ξ
+                 step_size: torch.Tensor, scale: torch.Tensor, # η and N/n (0-d)
+                 friction: float, noise_estimate: float, # α and β̂ (constants of the graph)
+                ) -> tuple: # (x, v, non-finite chains)
+    "One SGHMC step as a pure function: v ← (1 − α)v − η∇Ê + √(2(α − β̂)η) ξ, θ ← θ + v."
+    gradient, _ = minibatch_gradient(posterior, x, batch, scale, model_kwargs)
+    velocity = (1 - friction) * velocity - step_size * gradient + (2 * (friction - noise_estimate) * step_size).sqrt() * noise
+    x = x + velocity
+    return x, velocity, ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+
+StochasticGradientHMC.kernel = staticmethod(sghmc_kernel)
+
+@patch
+def _kernel_draws(self: StochasticGradientSampler, x: torch.Tensor, ctx: ChainContext) -> tuple:
+    "The step's minibatch and noise, drawn as the eager step draws them, and N/n, n as 0-d tensors."
+    batch, n = ctx.model.data.draw(ctx.generator)
+    if self.__dict__.get('_checked_model') is not ctx.model.likelihood:   # the eager step's check, once per model
+        check_minibatch_energy(ctx.model.likelihood(x, batch, **ctx.model_kwargs), x)
+        self.__dict__['_checked_model'] = ctx.model.likelihood
+    noise = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
+    return batch, noise, step_tensor(ctx.model.data.dataset_size / n, x), step_tensor(n, x)
+
+# %% ../../nbs/20_samplers/13_stochastic_gradient.ipynb #da980d4d
+@patch
+def kernel_inputs(self: StochasticGradientLangevin, state: SGLDState, params: SGLDParams, ctx: ChainContext) -> tuple:
+    "The minibatch, the noise and the parameters of one step, for `sgld_kernel`."
+    batch, noise, scale, rows = self._kernel_draws(state.x, ctx)
+    return (state.x, batch, noise, step_tensor(params.step_size, state.x), scale, rows, state.square_average,
+            params.preconditioned, params.decay, params.epsilon)
+
+@patch
+def kernel_outputs(self: StochasticGradientLangevin, state: SGLDState, outputs: tuple) -> Tuple[SGLDState, StepInfo]:
+    return SGLDState(outputs[0], outputs[1]), StepInfo(nonfinite=outputs[2])
+
+@patch
+def kernel_inputs(self: StochasticGradientHMC, state: SGHMCState, params: SGHMCParams, ctx: ChainContext) -> tuple:
+    "The minibatch, the noise and the parameters of one step, for `sghmc_kernel`."
+    batch, noise, scale, _ = self._kernel_draws(state.x, ctx)
+    return (state.x, state.velocity, batch, noise, step_tensor(params.step_size, state.x), scale, params.friction,
+            params.noise_estimate)
+
+@patch
+def kernel_outputs(self: StochasticGradientHMC, state: SGHMCState, outputs: tuple) -> Tuple[SGHMCState, StepInfo]:
+    return SGHMCState(outputs[0], outputs[1]), StepInfo(nonfinite=outputs[2])
