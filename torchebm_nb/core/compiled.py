@@ -10,6 +10,7 @@ import types
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
+from fastcore.basics import patch
 from torch import nn
 
 from .base_model import BaseModel
@@ -19,7 +20,7 @@ from .mcmc import ChainContext, StepInfo, register_accelerator
 # %% auto #0
 __all__ = ['has_closed_form_gradient', 'traced_energy_and_gradient', 'CompileStats', 'step_tensor', 'fresh_copy',
            'CompiledKernel', 'compiled_kernel', 'check_traceable_model', 'call_compiled', 'CompiledStep',
-           'compiled_step', 'compile_stats', 'StepExplanation', 'graph_break_reason', 'explain_step']
+           'compiled_step', 'StepExplanation', 'graph_break_reason', 'explain_step']
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #70463801
 def has_closed_form_gradient(model: nn.Module) -> bool:
@@ -156,11 +157,10 @@ def _compiled_path(sampler, params, x: torch.Tensor, ctx: ChainContext, whole_ch
 
 _ = register_accelerator(_compiled_path)   # registered with the core, before any sampler's or back end's hook
 
-@property
+@patch(as_prop=True)
 def compile_stats(self: BaseSampler) -> CompileStats:
     "What compiling this sampler's steps has cost: graphs compiled, seconds spent, compiled calls made."
     return self.__dict__.setdefault('_compile_stats', CompileStats())
-BaseSampler.compile_stats = compile_stats
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #08bb8ff6
 class StepExplanation(NamedTuple):
