@@ -401,3 +401,8 @@ def test_sensible_values_still_work():
         assert s.compiled is c and s.compile_problem() is None
     s.compiled = False
     assert s.compiled is False and s.compile_stats.calls == 0
+
+
+def test_explain_step_says_nuts_has_no_single_graph():
+    with pytest.raises(ValueError, match='no kernel to trace'):
+        explain_step(NoUTurnSampler(HarmonicModel(), step_size=0.1, compile=True), start())

@@ -18,7 +18,7 @@ from .validation import check_bool, check_instance, check_int, is_int
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['BaseSampler', 'is_mcmc_sampler', 'mcmc_sample']
+__all__ = ['BaseSampler', 'is_mcmc_sampler', 'traceable_model_problem', 'mcmc_sample']
 
 # %% ../../nbs/00_core/03_base_sampler.ipynb #729237b4
 class BaseSampler(Schedulable, TorchEBMModule, ABC):
@@ -83,6 +83,13 @@ def _owner(cls: type, name: str) -> Optional[type]:
     "The class in `cls`'s MRO whose own namespace defines `name`."
     return next((c for c in cls.__mro__ if name in c.__dict__), None)
 
+def traceable_model_problem(model: nn.Module) -> Optional[str]:
+    "None, or why a compiled step would not reproduce `model`'s eager gradient (its gradient there is plain autograd in x's dtype)."
+    for flag in ('use_mixed_precision', 'force_fp32_gradient'):
+        if getattr(model, flag, False) is True:
+            return f"the model has {flag}=True, which the compiled step does not reproduce; run it with compile=False"
+    return None
+
 @patch
 def compile_problem(self: BaseSampler) -> Optional[str]:
     "None when this sampler's step can be compiled (`compiled = True`), else why not, in words."
@@ -93,10 +100,7 @@ def compile_problem(self: BaseSampler) -> Optional[str]:
     if not issubclass(kernel_owner, _owner(cls, 'step')):
         return (f"{cls.__name__} overrides `step` but inherits the kernel of {kernel_owner.__name__}, "
                 "which would compute another step; give it a kernel of its own or run it with compile=False")
-    for flag in ('use_mixed_precision', 'force_fp32_gradient'):   # the kernel's gradient is plain autograd in x's dtype
-        if getattr(self.model, flag, False) is True:
-            return f"the model has {flag}=True, which the compiled step does not reproduce; run it with compile=False"
-    return None
+    return traceable_model_problem(self.model)
 
 @patch(as_prop=True)
 def compiled(self: BaseSampler) -> bool:

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from torch import nn
 
 from .base_model import BaseModel
-from .base_sampler import BaseSampler
+from .base_sampler import BaseSampler, traceable_model_problem
 from .mcmc import ChainContext, StepInfo, register_accelerator
 
 # %% auto #0
@@ -98,11 +98,9 @@ def compiled_kernel(kernel: Callable) -> CompiledKernel:
     return _KERNELS[kernel]
 
 def check_traceable_model(model: nn.Module) -> None:
-    "`ValueError` for a run's model whose eager gradient the kernel would not reproduce (mixed precision, an fp32 gradient)."
-    for flag in ('use_mixed_precision', 'force_fp32_gradient'):
-        if getattr(model, flag, False) is True:
-            raise ValueError(f"compile=True: the model has {flag}=True, which the compiled step does not reproduce; "
-                             "run it with compile=False")
+    "`ValueError` for a run's model whose eager gradient the kernel would not reproduce (see `traceable_model_problem`)."
+    problem = traceable_model_problem(model)
+    if problem is not None: raise ValueError(f"compile=True: {problem}")
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #d362200d
 def call_compiled(stats: CompileStats, # the sampler's tally, updated
@@ -181,6 +179,8 @@ def explain_step(sampler: BaseSampler, # a sampler with a kernel
                 ) -> StepExplanation:
     "Trace one step's kernel from `x` with `fullgraph=True` (no code generated): one graph, or the first graph break."
     problem = sampler.compile_problem()
+    if problem is None and type(sampler).kernel is None:   # NUTS: no single graph; it compiles pieces inside its step
+        problem = f"{type(sampler).__name__} has no kernel to trace: it compiles pieces inside its own step"
     if problem is not None: raise ValueError(f"explain_step: {problem}")
     ctx = sampler.context(model_kwargs, None, generator)
     state = sampler.init(sampler.initial_state(x), ctx)

@@ -14,7 +14,7 @@ from ..core.base_integrator import BaseSymplecticIntegrator, clamp_force
 from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
-from ..core.base_sampler import BaseSampler
+from ..core.base_sampler import BaseSampler, traceable_model_problem
 from ..core.compiled import CompiledKernel, call_compiled, compiled_kernel, step_tensor, traced_energy_and_gradient
 from ..core.mcmc import ChainContext, Force, StepInfo, nonfinite_energies
 from ..core.validation import check_int, check_real
@@ -286,10 +286,7 @@ def extend(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tenso
 @patch_override
 def compile_problem(self: NoUTurnSampler) -> Optional[str]:
     "None: NUTS compiles the work at each point of its trees itself (there is no kernel for the whole step); the model's limits still apply."
-    for flag in ('use_mixed_precision', 'force_fp32_gradient'):
-        if getattr(self.model, flag, False) is True:
-            return f"the model has {flag}=True, which the compiled step does not reproduce; run it with compile=False"
-    return None
+    return traceable_model_problem(self.model)
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #abafa97a
 def tree_summary(info: StepInfo) -> torch.Tensor:
