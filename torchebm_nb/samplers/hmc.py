@@ -21,7 +21,7 @@ from ..core.base_integrator import clamp_force
 from ..core.mcmc import ChainContext, Force, StepInfo, nonfinite_energies
 from ..core.validation import check_int, check_real, is_real
 from ..integrators.integrator_utils import resolve_integrator
-from ..integrators.leapfrog import LeapfrogIntegrator
+from ..integrators.leapfrog import LeapfrogIntegrator, inverse_mass
 
 # %% auto #0
 __all__ = ['HMCState', 'HMCParams', 'check_mass', 'kinetic_energy', 'hamiltonian_state', 'scale_momentum', 'HamiltonianSampler',
@@ -201,7 +201,7 @@ def hmc_kernel(model, model_kwargs, # the energy and its conditioning
     "One HMC iteration as a pure function of tensors: p = √m z, L leapfrog steps, accept where log u < H₀ − H₁."
     p = z * mass.sqrt()
     h0 = kinetic_energy(p, mass) + energy.clamp(-1e10, 1e10)
-    move = step_size * mass.clamp(min=1e-10).reciprocal()
+    move = step_size * inverse_mass(mass, x)
     x1, energy1, force1 = x, energy, force
     for _ in range(n_leapfrog_steps):
         p = p + 0.5 * step_size * force1

@@ -19,6 +19,7 @@ from ..core.compiled import CompiledKernel, call_compiled, compiled_kernel, step
 from ..core.mcmc import ChainContext, Force, StepInfo, nonfinite_energies
 from ..core.validation import check_int, check_real
 from ..integrators.integrator_utils import resolve_integrator
+from ..integrators.leapfrog import inverse_mass
 from .hmc import HMCState, HamiltonianSampler, kinetic_energy
 
 # %% auto #0
@@ -242,7 +243,7 @@ class CompiledSubtree:
     def __init__(self, sampler: BaseSampler, ctx: ChainContext, params: NUTSParams, x: torch.Tensor):
         self.ctx, self.stats, self.owner = ctx, sampler.compile_stats, f"NoUTurnSampler on {type(ctx.model).__name__}"
         self.mass = params.mass if torch.is_tensor(params.mass) else step_tensor(params.mass, x)
-        self.inverse_mass = self.mass.clamp(min=1e-10).reciprocal()
+        self.inverse_mass = inverse_mass(self.mass, x)
         self.limits = (params.max_energy_error, sampler.integrator.max_force)
         self.check = compiled_kernel(_turned)
 

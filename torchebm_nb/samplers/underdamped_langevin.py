@@ -17,6 +17,7 @@ from ..core.base_scheduler import BaseScheduler, scheduled_parameter
 from ..core.compiled import step_tensor, traced_energy_and_gradient
 from ..core.mcmc import ChainContext, StepInfo, nonfinite_chains, register_accelerator
 from ..integrators.integrator_utils import resolve_integrator
+from ..integrators.leapfrog import inverse_mass
 from ..integrators.splitting import (ABOBAIntegrator, BAOABIntegrator, LangevinSplittingIntegrator,
                                                OBABOIntegrator)
 from .hmc import HamiltonianSampler, scale_momentum
@@ -143,7 +144,7 @@ def underdamped_kernel(model, model_kwargs, # the energy and its conditioning
                        sub_steps: tuple, # the splitting's word: ((letter, fraction of h), ...)
                       ) -> tuple: # (x, p, force at the new x or None)
     "One splitting step as a pure function: A moves x, B kicks p with the force, O is the exact Ornstein–Uhlenbeck step."
-    inv_m = mass.clamp(min=1e-10).reciprocal()
+    inv_m = inverse_mass(mass, x)
     fresh, draws = force is not None, iter(noises)
     for letter, fraction in sub_steps:
         tau = fraction * step_size
