@@ -25,6 +25,8 @@ from torchebm_nb.losses import ContrastiveDivergence, PersistentContrastiveDiver
 from torchebm_nb.models import MLPEnergy
 from torchebm_nb.samplers import (MALA, SGHMC, SGLD, GradientDescentSampler, HamiltonianMonteCarlo, LangevinDynamics,
                                   NoUTurnSampler, ParallelTempering, UnderdampedLangevin)
+from torchebm_nb.samplers.nuts import CompiledSubtree, subtree_levels
+from torchebm_nb.core.compiled import traced_energy_and_gradient
 
 torch.set_num_threads(1)
 D, B = 3, 64
@@ -138,7 +140,7 @@ def test_seeded_compiled_runs_are_bit_identical():
     assert torch.equal(a, b)
 
 
-# --- NUTS: each point of the trees compiled ------------------------------------------------------------------------
+# --- NUTS: a subtree per graph on the CPU, a call per point elsewhere -----------------------------------------------
 
 NUTS_TARGETS = {
     'mlp': lambda: mlp(),
@@ -147,21 +149,58 @@ NUTS_TARGETS = {
 }
 
 
+@pytest.fixture(params=['whole', 'points'])
+def nuts_path(request, monkeypatch):
+    "Run the compiled NUTS on the CPU both ways: one graph per subtree (the CPU's default), and one call per point."
+    monkeypatch.setattr(CompiledSubtree, 'whole_subtree_devices', ('cpu',) if request.param == 'whole' else ())
+    return request.param
+
+
+def same_nuts_runs(model, x0, n_steps=12, kwargs=None, **sampler):
+    "Seeded eager and compiled NUTS runs: trajectories to rounding, acceptance, and identical trees."
+    runs = [NoUTurnSampler(model, compile=c, **sampler) for c in (False, True)]
+    (te, de), (tc, dc) = (s.sample(x0, n_steps=n_steps, return_trajectory=True, return_diagnostics=True, generator=8,
+                                   **(kwargs or {})) for s in runs)
+    close(tc, te, tol=1e-4 if x0.dtype == torch.float32 else 1e-10)
+    close(dc['acceptance_rate'], de['acceptance_rate'], tol=1e-5)
+    for key in ('tree_depth', 'n_leapfrog', 'divergences'):
+        assert torch.equal(runs[1].last_run_stats[key], runs[0].last_run_stats[key]), key
+    return runs
+
+
 @pytest.mark.parametrize('target', list(NUTS_TARGETS))
-def test_compiled_nuts_equals_eager(target):
+def test_compiled_nuts_equals_eager(target, nuts_path):
     model = NUTS_TARGETS[target]()
     scaled = target == 'ill-conditioned-mass'   # variances 0.01, 0.1, 1: mass Σ⁻¹, chains started in equilibrium
     mass = torch.tensor([100.0, 10.0, 1.0]) if scaled else None
     x0 = start() * torch.tensor([0.1, 0.1 ** 0.5, 1.0]) if scaled else start()
-    def make(c): return NoUTurnSampler(model, step_size=0.2, mass=mass, compile=c)
-    eager, fast = make(False), make(True)
-    (te, de), (tc, dc) = (s.sample(x0, n_steps=12, return_trajectory=True, return_diagnostics=True, generator=8)
-                          for s in (eager, fast))
-    close(tc, te)
-    close(dc['acceptance_rate'], de['acceptance_rate'], tol=1e-5)
-    for key in ('tree_depth', 'n_leapfrog', 'divergences'):
-        assert torch.equal(fast.last_run_stats[key], eager.last_run_stats[key]), key
-    assert 0.5 < float(de['acceptance_rate'].mean()) <= 1.0 and fast.compile_stats.calls > 12
+    eager, fast = same_nuts_runs(model, x0, step_size=0.2, mass=mass)
+    assert 0.5 < float(eager.last_run_stats['n_leapfrog'].mean()) and fast.compile_stats.calls > 12
+
+
+def test_compiled_nuts_equals_eager_on_deep_trees():
+    "Step 0.05 on scales 0.1 … 1: mean tree depths near 5, so subtrees of 16 and 32 points, whose blocks of 4 to 16 are checked."
+    model = GaussianModel(torch.zeros(D), torch.diag(torch.tensor([0.01, 0.1, 1.0])))
+    eager, _ = same_nuts_runs(model, start() * torch.tensor([0.1, 0.1 ** 0.5, 1.0]), n_steps=6, step_size=0.05)
+    assert float(eager.last_run_stats['tree_depth'].min()) > 4.4
+
+
+def test_compiled_nuts_edge_cases_equal_eager():
+    "One doubling at most; float64; an event of shape (2, 3) with an autograd energy; conditioning."
+    model = GaussianModel(torch.zeros(D), torch.eye(D))
+    same_nuts_runs(model, start(), step_size=0.8, max_tree_depth=1)
+    same_nuts_runs(model.double(), start().double(), step_size=0.3, dtype=torch.float64)
+
+    class Grid(BaseModel):   # a quadratic bowl over (2, 3) events, through autograd
+        def forward(self, x): return 0.5 * (x * torch.arange(1.0, 7.0).reshape(2, 3) * x).sum((-1, -2))
+    same_nuts_runs(Grid(), torch.randn(32, 2, 3, generator=torch.Generator().manual_seed(5)), step_size=0.2)
+
+    class Shifted(BaseModel):
+        def forward(self, x, y): return 0.5 * ((x - y) ** 2).sum(-1)
+    y = torch.randn(B, D, generator=torch.Generator().manual_seed(4))
+    eager, _ = same_nuts_runs(Shifted(), start(), kwargs={'y': y}, step_size=0.3)
+    traj = eager.sample(start(), n_steps=30, generator=1, y=y)
+    assert float((traj - y).mean().abs()) < 0.2   # the chains sit around y: conditioning reached the model
 
 
 def test_compiled_nuts_counts_divergences_as_eagerly():
@@ -176,10 +215,30 @@ def test_compiled_nuts_does_not_recompile_across_runs_and_step_sizes():
     fast = NoUTurnSampler(mlp(), step_size=0.2, compile=True)
     fast.sample(start(), n_steps=10, generator=1)
     graphs = fast.compile_stats.graphs
-    assert graphs <= 5   # the leaf kernel for 0–3 closing blocks, and the U-turn check of larger ones
+    assert graphs <= 2   # a subtree of one point, then one for any depth (a dynamic shape)
     fast.step_size = 0.15
     fast.sample(start(), n_steps=10, generator=2)
     assert fast.compile_stats.graphs == graphs
+
+
+def test_a_subtree_is_one_compiled_call_on_the_cpu():
+    fast = NoUTurnSampler(GaussianModel(torch.zeros(D), torch.eye(D)), step_size=0.3, compile=True)
+    ctx = fast.context(generator=3)
+    state = fast.init(start(), ctx)
+    doublings, points = 0, 0
+    for _ in range(8):
+        state, info = fast.step(state, fast.current_params(), ctx)
+        depth = int(info.extras['tree_depth'].max())   # the batch doubles as often as its deepest tree
+        doublings, points = doublings + depth, points + 2 ** depth - 1
+    assert fast.compile_stats.calls == doublings and points > 2 * doublings   # a call per subtree, none per point
+
+
+def test_subtree_levels_and_the_joint_closed_form_in_the_kernel():
+    assert subtree_levels(4).tolist() == [4, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0, 4]
+    g = GaussianModel(torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]))
+    x = torch.randn(9, 2, generator=torch.Generator().manual_seed(1))
+    energy, gradient = traced_energy_and_gradient(g, x)   # one product for both, the very numbers of forward and gradient
+    assert torch.equal(energy, g(x)) and torch.equal(gradient, g.gradient(x))
 
 
 # --- SG-MCMC on minibatches ----------------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ class Fed(NUTS):
 
     def _draw_momentum(self, x, generator): return self.normals.clone()
     def _draw_uniform(self, x, generator): return next(self.uniforms).clone()
+    def _draw_uniforms(self, x, n, generator): return torch.stack([self._draw_uniform(x, generator) for _ in range(n)])
 
 
 def one_step(sampler, x0):
@@ -281,7 +282,7 @@ def test_finished_chains_keep_their_tree_during_a_doubling():
     force = Force(ctx)
     leapfrog = lambda point, h: sampler._leaf(point, h, 1.0, force)
     sampler._extend(tree, chains, torch.ones(10, dtype=torch.bool), 2, torch.full((10,), 0.3, dtype=torch.float64),
-                    sampler.current_params(), leapfrog, lambda: torch.rand(10, generator=g, dtype=torch.float64))
+                    sampler.current_params(), leapfrog, lambda n: torch.rand(n, 10, generator=g, dtype=torch.float64))
     assert torch.equal(chains['n_leapfrog'][done], torch.zeros(5, dtype=torch.long))
     assert bool((chains['n_leapfrog'][~done] > 0).all())
     for key in ('left', 'right', 'sample'):

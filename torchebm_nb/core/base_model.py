@@ -151,6 +151,24 @@ class AnalyticModel(BaseModel):
         if key not in cache: cache[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
         return cache[key]
 
+# %% ../../nbs/00_core/02_base_model.ipynb #c0ac85d7
+@patch(as_prop=True)
+def joint_closed_form(self: AnalyticModel) -> bool:
+    "Whether `energy_and_gradient` takes `_energy_and_grad`: the class that defines it also defines the `forward`, `_grad` and `gradient` in use."
+    cls = type(self)
+    owner = next((c for c in cls.__mro__ if '_energy_and_grad' in vars(c)), None)
+    return owner is not None and all(getattr(cls, name) is getattr(owner, name) for name in ('forward', '_grad', 'gradient'))
+
+@patch
+def energy_and_gradient(self: AnalyticModel, x: torch.Tensor, # input (B, …, D) or (D,)
+                        model_kwargs: Optional[dict] = None, # must be empty: analytic energies are unconditional
+                       ) -> Tuple[torch.Tensor, torch.Tensor]: # (E(x), ∇ₓE(x) shaped like x)
+    "E(x) and ∇ₓE(x): from the joint closed form where `joint_closed_form`, else `forward` and `gradient`."
+    if not self.joint_closed_form: return BaseModel.energy_and_gradient(self, x, model_kwargs)
+    if model_kwargs: raise ValueError(f"{type(self).__name__} is unconditional; got model_kwargs {list(model_kwargs)}")
+    energy, grad = self._energy_and_grad(self._prepare(x))
+    return energy.detach(), (grad.reshape(x.shape) if x.ndim == 1 else grad)
+
 # %% ../../nbs/00_core/02_base_model.ipynb #4d7d0d0b
 class DoubleWellModel(AnalyticModel):
     "E(x) = h Σᵢ (xᵢ² − b²)²: wells at ±b in every coordinate, barrier h·b⁴."
@@ -210,6 +228,11 @@ class GaussianModel(AnalyticModel):
 
     def _grad(self, x):
         return (x - self.mean.to(x.dtype)) @ self.cov_inv.to(x.dtype)
+
+    def _energy_and_grad(self, x):   # one product for both: ∇E = (x−μ)Σ⁻¹, E = ½ (x−μ)·∇E (forward's own arithmetic)
+        delta = x - self.mean.to(x.dtype)
+        grad = delta @ self.cov_inv.to(x.dtype)
+        return 0.5 * (grad * delta).sum(-1), grad
 
     def __repr__(self): return f"GaussianModel(dim={self.mean.shape[0]})"
 

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #bba23b48
 from __future__ import annotations
+import functools
 import time
 from dataclasses import dataclass
 import types
@@ -36,6 +37,7 @@ def traced_energy_and_gradient(model: nn.Module, # the energy E: model(x, **mode
     "E(x) and ∇ₓE(x) in a form `torch.compile` traces whole: the closed form where the model has one, else `torch.func`."
     kwargs = model_kwargs or {}
     if has_closed_form_gradient(model):
+        if not kwargs and getattr(model, 'joint_closed_form', False): return model.energy_and_gradient(x)   # one pass for both
         return model(x, **kwargs), (model.gradient(x, kwargs) if kwargs else model.gradient(x))
     def total(z: torch.Tensor):
         energy = model(z, **kwargs)
@@ -60,11 +62,13 @@ class CompileStats:
 
 _GRAPHS = CompileStats()   # every graph compiled by any kernel of this process
 
-def _counting_backend(gm, example_inputs):
-    "Inductor, counting the graphs it is handed."
+def _counting_backend(gm, example_inputs, options: Optional[dict] = None):
+    "Inductor, with its config patched by `options` (e.g. `{'cpp_wrapper': True}`), counting the graphs it is handed."
     from torch._dynamo import lookup_backend
+    from torch._inductor import config
     _GRAPHS.graphs += 1
-    return lookup_backend('inductor')(gm, example_inputs)
+    with config.patch(options or {}):
+        return lookup_backend('inductor')(gm, example_inputs)
 
 # %% ../../nbs/00_core/03b_compiled_steps.ipynb #4ec67ba4
 _KERNELS: Dict[Callable, Callable] = {}
@@ -81,15 +85,21 @@ def fresh_copy(fn: Callable) -> Callable:
 
 class CompiledKernel:
     "`torch.compile(kernel, fullgraph=True)`, on a fresh copy of the kernel that is renewed when Dynamo's recompile limit is reached."
-    def __init__(self, kernel: Callable): # a pure function of tensors (and Python constants)
+    def __init__(self, kernel: Callable, # a pure function of tensors (and Python constants)
+                 options: Optional[dict] = None, # Inductor config for this kernel's graphs, e.g. `{'cpp_wrapper': True}`
+                ):
         self.kernel, self.renewals = kernel, 0
-        self.fn = torch.compile(fresh_copy(kernel), fullgraph=True, backend=_counting_backend)
+        self.backend = functools.partial(_counting_backend, options=dict(options)) if options else _counting_backend
+        self.fn = self._compile()
+
+    def _compile(self) -> Callable:
+        return torch.compile(fresh_copy(self.kernel), fullgraph=True, backend=self.backend)
 
     def __call__(self, *args):
         try: return self.fn(*args)
         except Exception as error:   # a long-lived process met more models or shapes than one cache holds: start a new one
             if type(error).__name__ != 'FailOnRecompileLimitHit': raise
-            self.fn, self.renewals = torch.compile(fresh_copy(self.kernel), fullgraph=True, backend=_counting_backend), self.renewals + 1
+            self.fn, self.renewals = self._compile(), self.renewals + 1
             return self.fn(*args)
 
 def compiled_kernel(kernel: Callable) -> CompiledKernel:

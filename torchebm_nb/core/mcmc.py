@@ -96,11 +96,12 @@ class Force:
                  max_force: Optional[float] = None, # if given: NaN → 0 and entries clamped to ±max_force
                 ):
         self.ctx, self.max_force = ctx, max_force
-        self.reuses_energy = bool(getattr(ctx.model, 'gradient_computes_energy', False))
+        model = ctx.model   # the energy comes with the gradient for free: autograd's forward pass, or a joint closed form
+        self.reuses_energy = bool(getattr(model, 'gradient_computes_energy', False) or getattr(model, 'joint_closed_form', False))
         self.last_x = self.last_version = self.last_energy = None
 
     def __call__(self, x: torch.Tensor, t: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.reuses_energy:
+        if self.reuses_energy and not x.is_inference():   # an inference tensor has no version counter to check reuse by
             energy, gradient = self.ctx.energy_and_gradient(x)
             self.last_x, self.last_version, self.last_energy = x, x._version, energy
         else: gradient = self.ctx.gradient(x)

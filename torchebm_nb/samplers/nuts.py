@@ -15,7 +15,8 @@ from ..core.base_model import BaseModel
 from ..core.base_module import patch_override
 from ..core.base_scheduler import BaseScheduler, scheduled_parameter
 from ..core.base_sampler import BaseSampler, traceable_model_problem
-from ..core.compiled import CompiledKernel, call_compiled, compiled_kernel, step_tensor, traced_energy_and_gradient
+from ..core.compiled import (CompiledKernel, call_compiled, compiled_kernel, has_closed_form_gradient, step_tensor,
+                                      traced_energy_and_gradient)
 from ..core.mcmc import ChainContext, Force, StepInfo, nonfinite_energies
 from ..core.validation import check_int, check_real
 from ..integrators.integrator_utils import resolve_integrator
@@ -24,7 +25,7 @@ from .hmc import HMCState, HamiltonianSampler, kinetic_energy
 
 # %% auto #0
 __all__ = ['NUTS', 'INLINE_CHECKS', 'NUTSParams', 'NoUTurnSampler', 'nuts_leaf_kernel', 'leaf_kernel', 'CompiledSubtree',
-           'tree_summary']
+           'subtree_levels', 'nuts_subtree_kernel', 'subtree_kernel', 'tree_summary']
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #a658a3d4
 def _trailing_zeros(n: int, # a point's index inside a subtree, ≥ 0
@@ -107,17 +108,22 @@ def step(self: NoUTurnSampler, state: HMCState, # the chains
               'n_leapfrog': flags(torch.long), 'accept_sum': torch.zeros_like(h0)}
     force_fn = Force(ctx, self.integrator.max_force)
     leapfrog = lambda point, h: self._leaf(point, h, params.mass, force_fn)
-    uniform = lambda: self._draw_uniform(x, ctx.generator)
+    uniforms = lambda n: self._draw_uniforms(x, n, ctx.generator)   # n uniforms per chain, (n, B)
     extend = CompiledSubtree(self, ctx, params, x).extend if self.compiled else self._extend
     for depth in range(params.max_tree_depth):
-        forward = uniform() < 0.5
+        forward = uniforms(1)[0] < 0.5
         chains['tree_depth'] += ~chains['done']
-        extend(tree, chains, forward, depth, step, params, leapfrog, uniform)
+        extend(tree, chains, forward, depth, step, params, leapfrog, uniforms)
         if depth + 1 < params.max_tree_depth and bool(chains['done'].all()): break   # the one host sync per doubling
     new = HMCState(*tree['sample'])
     accept = chains['accept_sum'] / chains['n_leapfrog']
     extras = {key: chains[key] for key in ('tree_depth', 'n_leapfrog', 'diverging')}
     return new, StepInfo(accept, accept.log(), nonfinite_energies(energy, new.energy), extras)
+
+@patch
+def _draw_uniforms(self: NoUTurnSampler, x: torch.Tensor, n: int, generator) -> torch.Tensor:
+    "n uniforms per chain, (n, B), in one draw (on the CPU the same numbers as n draws of one per chain)."
+    return x.new_empty((n, x.shape[0])).uniform_(generator=generator)
 
 @patch_override
 def _run_callback(self: NoUTurnSampler) -> Callable:
@@ -165,11 +171,12 @@ def _join_subtree(tree: dict, chains: dict, forward: torch.Tensor, u: torch.Tens
 # %% ../../nbs/20_samplers/08_nuts.ipynb #28de535a
 @patch
 def _extend(self: NoUTurnSampler, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
-            params: NUTSParams, leapfrog: Callable, uniform: Callable) -> None:
-    "Build a subtree of 2^depth points on each unfinished chain's `forward` side, in lockstep; join it where it is valid."
+            params: NUTSParams, leapfrog: Callable, uniforms: Callable) -> None:
+    "Build a subtree of 2^depth points on each unfinished chain's `forward` side, in lockstep; join it where it is valid (`uniforms(n)`: n draws per chain)."
     inverse_mass = 1.0 / params.mass   # M⁻¹ of the U-turn checks: once per doubling, not once per check
     alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
     first, before, sum_before = [None] * (depth + 1), [None] * (depth + 1), [None] * (depth + 1)   # slot k: a block of 2^k
+    draws = uniforms(2 ** depth)   # one per point and chain, drawn at once
     for n in range(2 ** depth):
         leaf, energy = leapfrog(point, signed_step * alive)   # finished chains take a step of 0
         error = torch.nan_to_num(kinetic_energy(leaf[1], params.mass).add_(energy.clamp(-1e10, 1e10)).sub_(tree['h0']),
@@ -180,7 +187,7 @@ def _extend(self: NoUTurnSampler, tree: dict, chains: dict, forward: torch.Tenso
         chains['diverging'] |= diverged
         valid = alive & ~diverged
         total = torch.logaddexp(log_weight, -error)
-        take = valid & (uniform() < (-error - total).exp())   # uniform progressive sampling inside the subtree
+        take = valid & (draws[n] < (-error - total).exp())   # uniform progressive sampling inside the subtree
         log_weight = torch.where(valid, total, log_weight)
         candidate = _where_point(take, (leaf[0], energy, leaf[2]), candidate)
         for k in range(_trailing_zeros(n, depth) + 1):   # the blocks that start at this point
@@ -192,21 +199,13 @@ def _extend(self: NoUTurnSampler, tree: dict, chains: dict, forward: torch.Tenso
                               sum_before[k - 1] - sum_before[k], momentum_sum - sum_before[k - 1])
         alive = valid & ~turned
         point = _where_point(alive, leaf, point)
-    _join_subtree(tree, chains, forward, uniform(), inverse_mass, alive, point, log_weight, candidate, momentum_sum,
+    _join_subtree(tree, chains, forward, uniforms(1)[0], inverse_mass, alive, point, log_weight, candidate, momentum_sum,
                   before[depth], first[depth])
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #3fd69782
-def nuts_leaf_kernel(model, model_kwargs, # the energy and its conditioning
-                     x, p, force, # the point the subtree grows from (force: the safe −∇E there)
-                     step, alive, u, # the signed step (B,), the chains still growing (B,), this point's uniform (B,)
-                     log_weight, cand_x, cand_energy, cand_force, # the subtree's log weight and its current choice
-                     h0, n_leapfrog, accept_sum, diverging, # H₀ and the iteration's per-chain tallies
-                     momentum_sum, # Σp over the subtree so far
-                     mass, inverse_mass, # diagonal M and M⁻¹ (0-d or the event's shape)
-                     max_energy_error: float, max_force: float, # the divergence threshold; the safe force's bound
-                     checks: tuple, # the blocks that end here: () or ((first₁, Σ-before₁), (first_k, before_k−1, first_k−1, Σ-before_k−1, Σ-before_k), …)
-                    ) -> tuple:
-    "One point of every chain's subtree as a pure function: leapfrog, H − H₀, divergence, tallies, multinomial choice, U-turn checks."
+def _nuts_point(model, model_kwargs, x, p, force, step, alive, u, log_weight, candidate, h0, accept_sum, mass,
+                inverse_mass, max_energy_error: float, max_force: float) -> tuple:
+    "Traceable work at one point of every chain's subtree: leapfrog, H − H₀, divergence, acceptance tally, multinomial choice."
     h = (step * alive).reshape(-1, *[1] * (x.ndim - 1))   # finished chains take a step of 0
     p1 = p + 0.5 * h * force
     x1 = x + h * inverse_mass * p1
@@ -218,16 +217,32 @@ def nuts_leaf_kernel(model, model_kwargs, # the energy and its conditioning
     diverged = alive & (error > max_energy_error)
     valid = alive & ~diverged
     total = torch.logaddexp(log_weight, -error)
-    take = valid & (u < (-error - total).exp())
-    candidate = _where_point(take, (x1, energy, f1), (cand_x, cand_energy, cand_force))
+    candidate = _where_point(valid & (u < (-error - total).exp()), (x1, energy, f1), candidate)
+    return (x1, p1, f1), valid, diverged, torch.where(valid, total, log_weight), candidate, accept_sum
+
+def nuts_leaf_kernel(model, model_kwargs, # the energy and its conditioning
+                     x, p, force, # the point the subtree grows from (force: the safe −∇E there)
+                     step, alive, u, # the signed step (B,), the chains still growing (B,), this point's uniform (B,)
+                     log_weight, cand_x, cand_energy, cand_force, # the subtree's log weight and its current choice
+                     h0, n_leapfrog, accept_sum, diverging, # H₀ and the iteration's per-chain tallies
+                     momentum_sum, # Σp over the subtree so far
+                     mass, inverse_mass, # diagonal M and M⁻¹ (0-d or the event's shape)
+                     max_energy_error: float, max_force: float, # the divergence threshold; the safe force's bound
+                     checks: tuple, # the blocks that end here: () or ((first₁, Σ-before₁), (first_k, before_k−1, first_k−1, Σ-before_k−1, Σ-before_k), …)
+                    ) -> tuple:
+    "One point of every chain's subtree as a pure function: leapfrog, H − H₀, divergence, tallies, multinomial choice, U-turn checks."
+    leaf, valid, diverged, log_weight, candidate, accept_sum = _nuts_point(
+        model, model_kwargs, x, p, force, step, alive, u, log_weight, (cand_x, cand_energy, cand_force), h0, accept_sum,
+        mass, inverse_mass, max_energy_error, max_force)
+    p1 = leaf[1]
     summed = momentum_sum + p1
     turned = torch.zeros_like(valid)
     for k, block in enumerate(checks, start=1):   # level 1's lower half is this point alone: its own p and Σ
         first_k, before, first, sum_before, sum_before_k = ((block[0], p, p1, momentum_sum, block[1]) if k == 1 else block)
         turned = turned | _turned(inverse_mass, first_k, p1, before, first, sum_before - sum_before_k, summed - sum_before)
     growing = valid & ~turned
-    return (*_where_point(growing, (x1, p1, f1), (x, p, force)), p1, growing, torch.where(valid, total, log_weight),
-            *candidate, n_leapfrog + alive, accept_sum, diverging | diverged, summed)
+    return (*_where_point(growing, leaf, (x, p, force)), p1, growing, log_weight, *candidate, n_leapfrog + alive,
+            accept_sum, diverging | diverged, summed)
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #953f8de0
 _LEAF_KERNELS: Dict[int, Callable] = {}
@@ -239,13 +254,17 @@ def leaf_kernel(n_checks: int) -> CompiledKernel:
     return _LEAF_KERNELS[n_checks]
 
 class CompiledSubtree:
-    "NUTS's subtree for one iteration with each point's work compiled (`compile=True`); the same draws as `_extend`."
+    "NUTS's subtrees for one iteration, compiled (`compile=True`): one graph per subtree on the CPU, one call per point elsewhere; the same draws as `_extend`."
+    whole_subtree_devices = ('cpu',)   # device types on which a subtree is one graph (`nuts_subtree_kernel`)
+
     def __init__(self, sampler: BaseSampler, ctx: ChainContext, params: NUTSParams, x: torch.Tensor):
         self.ctx, self.stats, self.owner = ctx, sampler.compile_stats, f"NoUTurnSampler on {type(ctx.model).__name__}"
         self.mass = params.mass if torch.is_tensor(params.mass) else step_tensor(params.mass, x)
         self.inverse_mass = inverse_mass(self.mass, x)
         self.limits = (params.max_energy_error, sampler.integrator.max_force)
-        self.check = compiled_kernel(_turned)
+        self.whole = x.device.type in self.whole_subtree_devices
+        self.in_place = has_closed_form_gradient(ctx.model)   # torch.func's gradient cannot sit beside in-place writes
+        if not self.whole: self.check = compiled_kernel(_turned)
 
     def leaf(self, n_checks: int, *args):
         "One compiled point of every chain's subtree (see `nuts_leaf_kernel`)."
@@ -256,19 +275,24 @@ class CompiledSubtree:
         "`_turned`, compiled (for the blocks larger than the leaf kernel checks)."
         return call_compiled(self.stats, self.check, *args, owner=self.owner)
 
+    def extend(self, *args) -> None:
+        "`_extend`, compiled: the whole subtree in one call where it can (`extend_whole`), else a call per point (`extend_points`)."
+        return self.extend_whole(*args) if self.whole else self.extend_points(*args)
+
 # %% ../../nbs/20_samplers/08_nuts.ipynb #1c0fba46
 @patch
-def extend(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
-           params: NUTSParams, leapfrog: Callable, uniform: Callable) -> None:
+def extend_points(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
+                  params: NUTSParams, leapfrog: Callable, uniforms: Callable) -> None:
     "`_extend` with one compiled call per point: the same subtree, draws and join."
     alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
     first, before, sum_before = [None] * (depth + 1), [None] * (depth + 1), [None] * (depth + 1)   # slot k: a block of 2^k
+    draws = uniforms(2 ** depth)
     for n in range(2 ** depth):
         ends = _trailing_zeros(n + 1, depth)   # the blocks of 2, 4, … points that end here
         inline = min(ends, INLINE_CHECKS)
         checks = tuple((first[1], sum_before[1]) if k == 1 else (first[k], before[k - 1], first[k - 1], sum_before[k - 1], sum_before[k])
                        for k in range(1, inline + 1))
-        out = self.leaf(inline, *point, signed_step, alive, uniform(), log_weight, *candidate, tree['h0'],
+        out = self.leaf(inline, *point, signed_step, alive, draws[n], log_weight, *candidate, tree['h0'],
                         chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum, self.mass,
                         self.inverse_mass, *self.limits, checks)
         if ends > inline:   # a block of 16 or more points ends here: check it across its halves, as `_extend` does
@@ -281,13 +305,96 @@ def extend(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tenso
             first[k], before[k], sum_before[k] = out[3], point[1], momentum_sum
         point, alive, log_weight, candidate = out[0:3], out[4], out[5], out[6:9]
         chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum = out[9:13]
-    _join_subtree(tree, chains, forward, uniform(), self.inverse_mass, alive, point, log_weight, candidate, momentum_sum,
+    _join_subtree(tree, chains, forward, uniforms(1)[0], self.inverse_mass, alive, point, log_weight, candidate, momentum_sum,
                   before[depth], first[depth])
 
 @patch_override
 def compile_problem(self: NoUTurnSampler) -> Optional[str]:
     "None: NUTS compiles the work at each point of its trees itself (there is no kernel for the whole step); the model's limits still apply."
     return traceable_model_problem(self.model)
+
+# %% ../../nbs/20_samplers/08_nuts.ipynb #3e349d26
+def _row(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    "Row `i` (a 0-d long tensor) of `t`: a gather inside a graph, with no host read of `i`."
+    return t.index_select(0, i.reshape(1)).reshape(t.shape[1:])   # a view, not a select (no fallback kernel)
+
+_LEVELS: Dict[Tuple[int, torch.device], torch.Tensor] = {}
+
+def subtree_levels(depth: int, # the subtree's depth j: 2^j points
+                   device: Union[str, torch.device] = 'cpu',
+                  ) -> torch.Tensor: # (2^j + 1,) long
+    "Per point n = 0 … 2^j: the level of the largest block that starts at n, i.e. the trailing zero bits of n, capped at j (n = 0 gives j)."
+    key = (depth, torch.device(device))
+    if key not in _LEVELS:
+        _LEVELS[key] = torch.tensor([_trailing_zeros(n, depth) for n in range(2 ** depth + 1)], device=device)
+    return _LEVELS[key]
+
+def _block_checks(end, levels, first, before, sum_before, p_last, summed, inverse_mass, none) -> torch.Tensor:
+    "Per chain: whether a block ending just before point `end` (0-d) fails the U-turn check across its halves; `none`: all False."
+    def more(k, turned): return k <= _row(levels, end)
+    def check(k, turned):   # the block of 2^k points: its halves start at end − 2^k and end − 2^(k−1)
+        start, middle = _row(levels, end - (1 << k)), _row(levels, end - (1 << (k - 1)))
+        sum_start, sum_middle = _row(sum_before, start), _row(sum_before, middle)
+        return k + 1, turned | _turned(inverse_mass, _row(first, start), p_last, _row(before, middle),
+                                       _row(first, middle), sum_middle - sum_start, summed - sum_middle)
+    def checks(turned): return torch.while_loop(more, check, (torch.ones_like(end), turned))[1]
+    return torch.cond(_row(levels, end) >= 1, checks, lambda turned: turned.clone(), (none,))
+
+# %% ../../nbs/20_samplers/08_nuts.ipynb #e1a76a3a
+def nuts_subtree_kernel(model, model_kwargs, # the energy and its conditioning
+                        x, p, force, step, alive, # the point it grows from; the signed step and the growing chains (B,)
+                        uniforms, levels, # one uniform per point and chain (2^j, B); `subtree_levels(j)`
+                        log_weight, cand_x, cand_energy, cand_force, # the subtree's empty log weight; the current choice
+                        h0, n_leapfrog, accept_sum, diverging, momentum_sum, # H₀, the per-chain tallies, Σp (zeros)
+                        slots: tuple, # workspaces (first, before, Σ-before), each (j + 1, B, *S)
+                        mass, inverse_mass, max_energy_error: float, max_force: float,
+                        in_place: bool, # write `slots` in place (closed forms), else carry them through the loop (`torch.func`)
+                       ) -> tuple: # (x, p, force, growing, log_weight, cand_x, cand_energy, cand_force, n_leapfrog, accept_sum, diverging, Σp, first_j, before_j)
+    "A whole subtree as one graph: `_nuts_point` and the U-turn checks at each point, in a `while_loop` that ends early when no chain grows."
+    def grows(n, x, p, force, alive, *rest): return (n < uniforms.shape[0]) & alive.any()
+    def point(n, x, p, force, alive, log_weight, cand_x, cand_energy, cand_force, n_leapfrog, accept_sum, diverging,
+              momentum_sum, *carried):
+        leaf, valid, diverged, log_weight, candidate, accept_sum = _nuts_point(
+            model, model_kwargs, x, p, force, step, alive, _row(uniforms, n), log_weight, (cand_x, cand_energy, cand_force),
+            h0, accept_sum, mass, inverse_mass, max_energy_error, max_force)
+        slot, new = _row(levels, n).reshape(1), (leaf[1], p, momentum_sum)   # the blocks starting here share one slot
+        if in_place: written = tuple(s.index_copy_(0, slot, v.unsqueeze(0)) for s, v in zip(slots, new))
+        else: written = tuple(s.index_copy(0, slot, v.unsqueeze(0)) for s, v in zip(carried, new))
+        summed = momentum_sum + leaf[1]
+        turned = _block_checks(n + 1, levels, *written, leaf[1], summed, inverse_mass, torch.zeros_like(valid))
+        growing = valid & ~turned
+        return (n + 1, *_where_point(growing, leaf, (x, p, force)), growing, log_weight, *candidate, n_leapfrog + alive,
+                accept_sum, diverging | diverged, summed, *(() if in_place else written))
+    start = torch.zeros((), dtype=torch.long, device=x.device)
+    out = torch.while_loop(grows, point, (start, x, p, force, alive, log_weight, cand_x, cand_energy, cand_force, n_leapfrog,
+                                          accept_sum, diverging, momentum_sum, *(() if in_place else slots)))
+    first, before = (slots if in_place else out[13:])[:2]
+    return (*out[1:13], first[-1], before[-1])   # slot j: the subtree's first point (written at n = 0)
+
+# %% ../../nbs/20_samplers/08_nuts.ipynb #83992e10
+_SUBTREE_KERNEL: List[CompiledKernel] = []
+
+def subtree_kernel() -> CompiledKernel:
+    "The compiled `nuts_subtree_kernel`, with Inductor's C++ wrapper (the loop runs in C++)."
+    if not _SUBTREE_KERNEL: _SUBTREE_KERNEL.append(CompiledKernel(nuts_subtree_kernel, options={'cpp_wrapper': True}))
+    return _SUBTREE_KERNEL[0]
+
+@patch
+def extend_whole(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
+                 params: NUTSParams, leapfrog: Callable, uniforms: Callable) -> None:
+    "`_extend` as one compiled call (`nuts_subtree_kernel`): the same subtree, draws and join."
+    alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
+    x = point[0]
+    slots = tuple(x.new_zeros((depth + 1, *x.shape)) for _ in range(3))
+    with torch.no_grad():
+        out = call_compiled(self.stats, subtree_kernel(), self.ctx.model, self.ctx.model_kwargs, *point, signed_step, alive,
+                            uniforms(2 ** depth), subtree_levels(depth, x.device), log_weight, *candidate, tree['h0'],
+                            chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum, slots,
+                            self.mass, self.inverse_mass, *self.limits, self.in_place, owner=self.owner)
+    point, alive, log_weight, candidate = out[0:3], out[3], out[4], out[5:8]
+    chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum = out[8:12]
+    _join_subtree(tree, chains, forward, uniforms(1)[0], self.inverse_mass, alive, point, log_weight, candidate,
+                  momentum_sum, out[13], out[12])
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #abafa97a
 def tree_summary(info: StepInfo) -> torch.Tensor:
