@@ -16,7 +16,7 @@ The issue that asked for this quotes BlackJAX 1.7.1's jitted, vmapped NUTS on ja
 second on this problem (measured in sequence with our eager NUTS at 5.3k); jax is not installed here, so that figure
 is quoted, not re-measured.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_nuts.py [--repeats 5] [--out benchmarks/results/cpu_nuts.json]
+    OMP_NUM_THREADS=1 python benchmarks/bench_nuts.py [--repeats 7] [--paths eager,compiled,points] [--out benchmarks/results/cpu_nuts.json]
 """
 import os, tempfile
 os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', tempfile.mkdtemp(prefix='inductor-cold-'))   # a cold compile, measured

@@ -2,7 +2,7 @@
 # Everything that needs a GPU, in one call, on a machine whose python3 already has a CUDA torch and CuPy
 # (the lent GPU machines do; nothing is installed): the CUDA tests (kernels against the torch path, moments,
 # dispatch), the sampler tests on that machine, the notebooks' `#| cuda` cells when nbdev's wheels were carried in .whl/
-# (tools/gpu_wheels.sh), then the GPU benchmark.
+# (tools/gpu_wheels.sh), then the GPU benchmarks: the CuPy kernels, and eager against compiled steps on an MLP energy.
 #   usage: bash tools/gpu_check.sh [OUT_DIR]    (default benchmarks/results; logs and JSON are written there)
 set -uo pipefail
 out=${1:-benchmarks/results}
@@ -34,4 +34,7 @@ if python3 -c "import nbdev" 2>/dev/null; then   # nbdev and friends, carried (t
   [ "${PIPESTATUS[0]}" -eq 0 ] || tests_rc=1
 fi
 python3 benchmarks/bench_cuda.py --repeats 7 --out "$out/gpu_kernels.json"
+# issue 19: eager against compiled per-step time of the MLP energy at 256 and 4,096 chains (cold Inductor cache)
+python3 benchmarks/bench_compiled.py --device cuda --chains 256,4096 --cases langevin,hmc --repeats 7 \
+  --note "lent GPU machine, $(date -u +%F)" --out "$out/gpu_compiled.json" 2>&1 | tee "$out/gpu_compiled.log"
 exit $tests_rc
