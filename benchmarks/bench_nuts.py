@@ -8,7 +8,7 @@ bulk ESS (rank-normalised, Vehtari et al. 2021) over the 200 × 200 draws, their
 the mean tree depth and leapfrog steps per iteration, and the error of the sampled variances. Each path runs
 `--repeats` times, interleaved; medians are reported. The compiled paths' first runs (which compile) are timed apart.
 
-Paths: `eager`; `compiled` (`compile=True`: on the CPU one graph per subtree, `nuts_subtree_kernel`); `points`
+Paths: `eager`; `compiled` (`compile=True`: on the CPU one graph per doubling, `nuts_doubling_kernel`); `points`
 (`compile=True` with one compiled call per tree point, the path other devices take, forced here through
 `CompiledSubtree.whole_subtree_devices`).
 

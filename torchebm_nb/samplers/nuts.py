@@ -25,7 +25,7 @@ from .hmc import HMCState, HamiltonianSampler, kinetic_energy
 
 # %% auto #0
 __all__ = ['NUTS', 'INLINE_CHECKS', 'NUTSParams', 'NoUTurnSampler', 'nuts_leaf_kernel', 'leaf_kernel', 'CompiledSubtree',
-           'subtree_levels', 'nuts_subtree_kernel', 'subtree_kernel', 'tree_summary']
+           'subtree_levels', 'nuts_subtree_kernel', 'nuts_doubling_kernel', 'doubling_kernel', 'tree_summary']
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #a658a3d4
 def _trailing_zeros(n: int, # a point's index inside a subtree, ≥ 0
@@ -254,8 +254,8 @@ def leaf_kernel(n_checks: int) -> CompiledKernel:
     return _LEAF_KERNELS[n_checks]
 
 class CompiledSubtree:
-    "NUTS's subtrees for one iteration, compiled (`compile=True`): one graph per subtree on the CPU, one call per point elsewhere; the same draws as `_extend`."
-    whole_subtree_devices = ('cpu',)   # device types on which a subtree is one graph (`nuts_subtree_kernel`)
+    "NUTS's subtrees for one iteration, compiled (`compile=True`): one graph per doubling on the CPU, one call per point elsewhere; the same draws as `_extend`."
+    whole_subtree_devices = ('cpu',)   # device types on which a doubling is one graph (`nuts_doubling_kernel`)
 
     def __init__(self, sampler: BaseSampler, ctx: ChainContext, params: NUTSParams, x: torch.Tensor):
         self.ctx, self.stats, self.owner = ctx, sampler.compile_stats, f"NoUTurnSampler on {type(ctx.model).__name__}"
@@ -372,29 +372,41 @@ def nuts_subtree_kernel(model, model_kwargs, # the energy and its conditioning
     return (*out[1:13], first[-1], before[-1])   # slot j: the subtree's first point (written at n = 0)
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #83992e10
-_SUBTREE_KERNEL: List[CompiledKernel] = []
+def nuts_doubling_kernel(model, model_kwargs, # the energy and its conditioning
+                         tree: dict, chains: dict, forward, # the trajectory, the per-chain tallies, the side to grow (B,)
+                         draws, u_join, levels, step, # the subtree's uniforms (2^j, B), the join's (B,), `subtree_levels(j)`, h (B,)
+                         slots: tuple, mass, inverse_mass, max_energy_error: float, max_force: float, in_place: bool,
+                        ) -> Tuple[dict, dict]: # the new trajectory and tallies
+    "One doubling as one graph: `_subtree_start`, `nuts_subtree_kernel` and `_join_subtree`, as `_extend` takes them eagerly."
+    alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
+    out = nuts_subtree_kernel(model, model_kwargs, *point, signed_step, alive, draws, levels, log_weight, *candidate,
+                              tree['h0'], chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum,
+                              slots, mass, inverse_mass, max_energy_error, max_force, in_place)
+    tree, chains = dict(tree), dict(chains, n_leapfrog=out[8], accept_sum=out[9], diverging=out[10])
+    _join_subtree(tree, chains, forward, u_join, inverse_mass, out[3], out[0:3], out[4], out[5:8], out[11], out[13], out[12])
+    return tree, chains
 
-def subtree_kernel() -> CompiledKernel:
-    "The compiled `nuts_subtree_kernel`, with Inductor's C++ wrapper (the loop runs in C++)."
-    if not _SUBTREE_KERNEL: _SUBTREE_KERNEL.append(CompiledKernel(nuts_subtree_kernel, options={'cpp_wrapper': True}))
-    return _SUBTREE_KERNEL[0]
+_DOUBLING_KERNEL: List[CompiledKernel] = []
+
+def doubling_kernel() -> CompiledKernel:
+    "The compiled `nuts_doubling_kernel`, with Inductor's C++ wrapper (the loop runs in C++)."
+    if not _DOUBLING_KERNEL: _DOUBLING_KERNEL.append(CompiledKernel(nuts_doubling_kernel, options={'cpp_wrapper': True}))
+    return _DOUBLING_KERNEL[0]
 
 @patch
 def extend_whole(self: CompiledSubtree, tree: dict, chains: dict, forward: torch.Tensor, depth: int, step: torch.Tensor,
                  params: NUTSParams, leapfrog: Callable, uniforms: Callable) -> None:
-    "`_extend` as one compiled call (`nuts_subtree_kernel`): the same subtree, draws and join."
-    alive, point, signed_step, log_weight, candidate, momentum_sum = _subtree_start(tree, chains, forward, step)
-    x = point[0]
+    "`_extend` as one compiled call (`nuts_doubling_kernel`): the same subtree, draws and join."
+    x = tree['left'][0]
     slots = tuple(x.new_zeros((depth + 1, *x.shape)) for _ in range(3))
+    draws = uniforms(2 ** depth)
+    u_join = uniforms(1)[0]   # drawn after the subtree's, as `_extend` draws it
     with torch.no_grad():
-        out = call_compiled(self.stats, subtree_kernel(), self.ctx.model, self.ctx.model_kwargs, *point, signed_step, alive,
-                            uniforms(2 ** depth), subtree_levels(depth, x.device), log_weight, *candidate, tree['h0'],
-                            chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum, slots,
-                            self.mass, self.inverse_mass, *self.limits, self.in_place, owner=self.owner)
-    point, alive, log_weight, candidate = out[0:3], out[3], out[4], out[5:8]
-    chains['n_leapfrog'], chains['accept_sum'], chains['diverging'], momentum_sum = out[8:12]
-    _join_subtree(tree, chains, forward, uniforms(1)[0], self.inverse_mass, alive, point, log_weight, candidate,
-                  momentum_sum, out[13], out[12])
+        new_tree, new_chains = call_compiled(
+            self.stats, doubling_kernel(), self.ctx.model, self.ctx.model_kwargs, tree, chains, forward, draws, u_join,
+            subtree_levels(depth, x.device), step, slots, self.mass, self.inverse_mass, *self.limits, self.in_place,
+            owner=self.owner)
+    tree.update(new_tree); chains.update(new_chains)
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #abafa97a
 def tree_summary(info: StepInfo) -> torch.Tensor:
