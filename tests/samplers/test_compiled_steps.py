@@ -215,7 +215,7 @@ def test_compiled_nuts_does_not_recompile_across_runs_and_step_sizes():
     fast = NoUTurnSampler(mlp(), step_size=0.2, compile=True)
     fast.sample(start(), n_steps=10, generator=1)
     graphs = fast.compile_stats.graphs
-    assert graphs <= 2   # a subtree of one point, then one for any depth (a dynamic shape)
+    assert graphs <= 1   # one graph for every depth (dynamic from the first call), none if an earlier test compiled it
     fast.step_size = 0.15
     fast.sample(start(), n_steps=10, generator=2)
     assert fast.compile_stats.graphs == graphs

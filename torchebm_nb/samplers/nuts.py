@@ -343,15 +343,15 @@ def _block_checks(end, levels, first, before, sum_before, p_last, summed, invers
 # %% ../../nbs/20_samplers/08_nuts.ipynb #e1a76a3a
 def nuts_subtree_kernel(model, model_kwargs, # the energy and its conditioning
                         x, p, force, step, alive, # the point it grows from; the signed step and the growing chains (B,)
-                        uniforms, levels, # one uniform per point and chain (2^j, B); `subtree_levels(j)`
+                        uniforms, levels, # one uniform per point and chain (2^j rows, or more: padding); `subtree_levels(j)`
                         log_weight, cand_x, cand_energy, cand_force, # the subtree's empty log weight; the current choice
                         h0, n_leapfrog, accept_sum, diverging, momentum_sum, # H₀, the per-chain tallies, Σp (zeros)
-                        slots: tuple, # workspaces (first, before, Σ-before), each (j + 1, B, *S)
+                        slots: tuple, # workspaces (first, before, Σ-before), each (j + 1 or more, B, *S)
                         mass, inverse_mass, max_energy_error: float, max_force: float,
                         in_place: bool, # write `slots` in place (closed forms), else carry them through the loop (`torch.func`)
                        ) -> tuple: # (x, p, force, growing, log_weight, cand_x, cand_energy, cand_force, n_leapfrog, accept_sum, diverging, Σp, first_j, before_j)
     "A whole subtree as one graph: `_nuts_point` and the U-turn checks at each point, in a `while_loop` that ends early when no chain grows."
-    def grows(n, x, p, force, alive, *rest): return (n < uniforms.shape[0]) & alive.any()
+    def grows(n, x, p, force, alive, *rest): return (n < levels.shape[0] - 1) & alive.any()   # 2^j points
     def point(n, x, p, force, alive, log_weight, cand_x, cand_energy, cand_force, n_leapfrog, accept_sum, diverging,
               momentum_sum, *carried):
         leaf, valid, diverged, log_weight, candidate, accept_sum = _nuts_point(
@@ -369,7 +369,7 @@ def nuts_subtree_kernel(model, model_kwargs, # the energy and its conditioning
     out = torch.while_loop(grows, point, (start, x, p, force, alive, log_weight, cand_x, cand_energy, cand_force, n_leapfrog,
                                           accept_sum, diverging, momentum_sum, *(() if in_place else slots)))
     first, before = (slots if in_place else out[13:])[:2]
-    return (*out[1:13], first[-1], before[-1])   # slot j: the subtree's first point (written at n = 0)
+    return (*out[1:13], _row(first, levels[0]), _row(before, levels[0]))   # slot j = levels[0]: the subtree's first point
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #83992e10
 def nuts_doubling_kernel(model, model_kwargs, # the energy and its conditioning
@@ -398,14 +398,20 @@ def extend_whole(self: CompiledSubtree, tree: dict, chains: dict, forward: torch
                  params: NUTSParams, leapfrog: Callable, uniforms: Callable) -> None:
     "`_extend` as one compiled call (`nuts_doubling_kernel`): the same subtree, draws and join."
     x = tree['left'][0]
-    slots = tuple(x.new_zeros((depth + 1, *x.shape)) for _ in range(3))
+    slots = tuple(x.new_zeros((max(depth + 1, 2), *x.shape)) for _ in range(3))
     draws = uniforms(2 ** depth)
     u_join = uniforms(1)[0]   # drawn after the subtree's, as `_extend` draws it
+    if depth == 0:   # a padding row, never read (no size-1 dimension), and no tensor shared by the tree's fields
+        draws = draws.repeat(2, 1)   # (at the start the ends and the choice are one point: Dynamo would guard that)
+        tree_in = dict(tree, right=tuple(t.clone() for t in tree['right']), sample=tuple(t.clone() for t in tree['sample']),
+                       momentum_sum=tree['momentum_sum'].clone())
+    else: tree_in = tree
+    levels = subtree_levels(depth, x.device)
+    for t in (draws, levels, *slots): torch._dynamo.mark_dynamic(t, 0)   # one graph for every depth, from the first call
     with torch.no_grad():
         new_tree, new_chains = call_compiled(
-            self.stats, doubling_kernel(), self.ctx.model, self.ctx.model_kwargs, tree, chains, forward, draws, u_join,
-            subtree_levels(depth, x.device), step, slots, self.mass, self.inverse_mass, *self.limits, self.in_place,
-            owner=self.owner)
+            self.stats, doubling_kernel(), self.ctx.model, self.ctx.model_kwargs, tree_in, chains, forward, draws, u_join,
+            levels, step, slots, self.mass, self.inverse_mass, *self.limits, self.in_place, owner=self.owner)
     tree.update(new_tree); chains.update(new_chains)
 
 # %% ../../nbs/20_samplers/08_nuts.ipynb #abafa97a
