@@ -263,8 +263,8 @@ class CompiledSubtree:
         self.inverse_mass = inverse_mass(self.mass, x)
         self.limits = (params.max_energy_error, sampler.integrator.max_force)
         self.whole = x.device.type in self.whole_subtree_devices
-        self.in_place = has_closed_form_gradient(ctx.model)   # torch.func's gradient cannot sit beside in-place writes
-        if not self.whole: self.check = compiled_kernel(_turned)
+        if self.whole: self.in_place = has_closed_form_gradient(ctx.model)   # torch.func's gradient cannot sit beside in-place writes
+        else: self.check = compiled_kernel(_turned)
 
     def leaf(self, n_checks: int, *args):
         "One compiled point of every chain's subtree (see `nuts_leaf_kernel`)."
